@@ -1,0 +1,238 @@
+"""One-dimensional resampling kernels, exactly as torch and PIL define them.
+
+Every resampler softseg supports is separable: resizing an axis of length ``n_in`` to ``n_out`` is a
+linear map ``y[i] = sum_k weight[i, k] * x[index[i, k]]``. :func:`axis_weights` builds that map in banded
+form (a few taps per output pixel), for a whole axis or for a crop box along it. The same band is then
+applied to images (:func:`softseg.resize_image`) and to integer label maps
+(:func:`softseg.soft_downsample`), which is what makes the pair coherent.
+
+Conventions
+-----------
+``"torch"`` reproduces :func:`torch.nn.functional.interpolate`: ``nearest`` (``floor(i * scale)``),
+``area`` (adaptive average pooling), ``bilinear`` and ``bicubic`` (a = -0.75) with ``align_corners``,
+and with ``antialias=True`` the widened filters torch borrowed from PIL (bicubic then uses a = -0.5).
+
+``"pil"`` reproduces ``PIL.Image.resize`` on mode ``F`` images: ``nearest`` (``floor((i + 0.5) * scale)``),
+``box``, ``bilinear``, ``hamming``, ``bicubic`` (a = -0.5) and ``lanczos`` (a = 3), always antialiased.
+
+Crop boxes and padding
+----------------------
+A box ``[start, start + length)`` (fractional allowed) sets the sampling grid: output pixel ``i`` is
+centred at ``start + (i + 0.5) * length / n_out``. The filter reads the whole image, so a box is
+exactly "resize the full image, then crop", and for ``convention="pil"`` exactly
+``PIL.Image.resize(size, box=...)``. Where the box leaves the image, the image is taken as padded up to
+the box; taps on padding are reported in ``outside`` so that labels can treat them as ignored and
+images as a fill value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import numpy as np
+import torch
+
+Convention = Literal["torch", "pil"]
+KERNELS: dict[Convention, tuple[str, ...]] = {
+    "torch": ("nearest", "area", "box", "bilinear", "bicubic"),
+    "pil": ("nearest", "area", "box", "bilinear", "hamming", "bicubic", "lanczos"),
+}
+#: Kernels whose negative lobes can push a resampled one-hot outside [0, 1].
+NEGATIVE_LOBE_KERNELS = frozenset({"bicubic", "lanczos"})
+
+
+@dataclass(frozen=True)
+class AxisWeights:
+    """A banded resampling matrix along one axis.
+
+    ``index`` and ``weight`` have shape ``(n_out, taps)``: output ``i`` is
+    ``sum_k weight[i, k] * x[index[i, k]]``. Taps that fall on padding outside the image have weight 0
+    here (and a valid dummy index); their summed weight per output is ``outside``, shape ``(n_out,)``.
+    """
+
+    index: torch.Tensor
+    weight: torch.Tensor
+    outside: torch.Tensor
+
+    @property
+    def taps(self) -> int:
+        return self.index.shape[1]
+
+    def to(self, device: torch.device, dtype: torch.dtype) -> AxisWeights:
+        return AxisWeights(
+            self.index.to(device), self.weight.to(device, dtype), self.outside.to(device, dtype)
+        )
+
+
+# --------------------------------------------------------------------------- continuous filters
+def _triangle(x: np.ndarray) -> np.ndarray:
+    return np.clip(1.0 - np.abs(x), 0.0, None)
+
+
+def _box(x: np.ndarray) -> np.ndarray:
+    # PIL's box is half-open on the left: a pixel centre exactly on the edge belongs to the right.
+    return ((x > -0.5) & (x <= 0.5)).astype(np.float64)
+
+
+def _cubic(a: float) -> Callable[[np.ndarray], np.ndarray]:
+    def f(x: np.ndarray) -> np.ndarray:
+        x = np.abs(x)
+        near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+        return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+    return f
+
+
+def _hamming(x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    px = np.pi * x
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.sin(px) / px * (0.54 + 0.46 * np.cos(px))
+    return np.where(x == 0.0, 1.0, np.where(x >= 1.0, 0.0, w))
+
+
+def _sinc(x: np.ndarray) -> np.ndarray:
+    px = np.pi * x
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(x == 0.0, 1.0, np.sin(px) / px)
+
+
+def _lanczos(x: np.ndarray) -> np.ndarray:
+    return np.where((x >= -3.0) & (x < 3.0), _sinc(x) * _sinc(x / 3.0), 0.0)
+
+
+# name -> (filter, support in input pixels at scale 1)
+_FILTERS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float]] = {
+    "box": (_box, 0.5),
+    "bilinear": (_triangle, 1.0),
+    "hamming": (_hamming, 1.0),
+    "bicubic": (_cubic(-0.5), 2.0),
+    "lanczos": (_lanczos, 3.0),
+}
+
+
+# --------------------------------------------------------------------------- band construction
+def _band(lo_tap: np.ndarray, weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Stack per-tap columns ``(lo_tap + k, weights[k])`` into ``(n_out, taps)`` arrays."""
+    taps = len(weights)
+    index = lo_tap[:, None] + np.arange(taps)[None, :]
+    return index, np.stack(weights, axis=1)
+
+
+def _filtered(center: np.ndarray, scale: float, name: str, lo: int, hi: int, stretch: bool):
+    """PIL's (and torch's antialiased) scheme: a filter centred on each output, normalised to 1.
+
+    ``stretch``: widen the filter by the scale factor when down-sampling (antialiasing).
+    """
+    fn, support = _FILTERS[name]
+    filterscale = max(scale, 1.0) if stretch else 1.0
+    support = support * filterscale
+    # int() in C truncates towards zero; floor agrees wherever the clamp to ``lo`` does not apply.
+    xmin = np.maximum(np.floor(center - support + 0.5), lo).astype(np.int64)
+    xmax = np.minimum(np.floor(center + support + 0.5), hi).astype(np.int64)
+    taps = max(int((xmax - xmin).max()), 1)
+    index = xmin[:, None] + np.arange(taps)[None, :]
+    raw = fn((index - center[:, None] + 0.5) / filterscale)
+    raw = np.where(index < xmax[:, None], raw, 0.0)
+    total = raw.sum(axis=1, keepdims=True)
+    weight = np.divide(raw, total, out=np.zeros_like(raw), where=total != 0.0)
+    return index, weight
+
+
+def _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners):
+    i = np.arange(n_out, dtype=np.float64)
+    if kernel == "nearest":
+        # torch computes the scale and the product in float32; mimic it so indices match exactly.
+        scale32 = np.float32(length) / np.float32(n_out)
+        src = np.floor(np.float32(start) + i.astype(np.float32) * scale32).astype(np.int64)
+        return src[:, None], np.ones((n_out, 1))
+    if kernel in ("area", "box"):
+        # adaptive average pooling: equal weights over [floor(i*L/n), ceil((i+1)*L/n)).
+        if float(start).is_integer() and float(length).is_integer():
+            L, s = int(length), int(start)
+            a = (np.arange(n_out) * L) // n_out + s
+            b = -((-(np.arange(1, n_out + 1) * L)) // n_out) + s
+        else:
+            edges = np.round(start + np.arange(n_out + 1) * (length / n_out), 9)
+            a, b = np.floor(edges[:-1]).astype(np.int64), np.ceil(edges[1:]).astype(np.int64)
+        taps = int((b - a).max())
+        index = a[:, None] + np.arange(taps)[None, :]
+        inside = index < b[:, None]
+        weight = inside / (b - a)[:, None]
+        return np.minimum(index, hi - 1), weight
+    if align_corners:
+        scale = (length - 1) / (n_out - 1) if n_out > 1 else 0.0
+    else:
+        scale = length / n_out
+    if antialias:
+        # torch's antialiased path is PIL's scheme (bicubic with a = -0.5 there too).
+        center = start + scale * (i + 0.5)
+        return _filtered(center, scale, kernel, lo, hi, stretch=True)
+    src = start + scale * i if align_corners else start + scale * (i + 0.5) - 0.5
+    if kernel == "bilinear":
+        src = np.maximum(src, lo)  # torch clamps the left border only; the right one by index
+        x0 = np.floor(src)
+        t = src - x0
+        index, weight = _band(x0.astype(np.int64), [1.0 - t, t])
+    elif kernel == "bicubic":
+        x0 = np.floor(src)
+        t = src - x0
+        a = -0.75
+        near = lambda x: ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0  # noqa: E731
+        far = lambda x: ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a  # noqa: E731
+        index, weight = _band(
+            x0.astype(np.int64) - 1, [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
+        )
+    else:
+        raise AssertionError(kernel)
+    return np.clip(index, lo, hi - 1), weight
+
+
+def _pil_bands(kernel, n_out, start, length, lo, hi):
+    scale = length / n_out
+    if kernel == "nearest":
+        # PIL walks the grid by repeated addition in double precision and truncates.
+        steps = np.full(n_out, scale)
+        steps[0] = start + scale * 0.5
+        src = np.cumsum(steps)
+        return np.floor(src).astype(np.int64)[:, None], np.ones((n_out, 1))
+    name = "box" if kernel == "area" else kernel
+    center = start + scale * (np.arange(n_out) + 0.5)
+    return _filtered(center, scale, name, lo, hi, stretch=True)
+
+
+def axis_weights(
+    n_in: int,
+    n_out: int,
+    kernel: str,
+    *,
+    convention: Convention = "torch",
+    antialias: bool = True,
+    align_corners: bool = False,
+    start: float = 0.0,
+    length: float | None = None,
+) -> AxisWeights:
+    """Banded weights that resample an axis of ``n_in`` pixels (box ``[start, start+length)``) to ``n_out``.
+
+    Returns float64 weights on the CPU; see :class:`AxisWeights`.
+    """
+    length = float(n_in) if length is None else float(length)
+    lo = min(0, math.floor(start))
+    hi = max(n_in, math.ceil(start + length))
+    if convention == "torch":
+        index, weight = _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners)
+    else:
+        index, weight = _pil_bands(kernel, n_out, start, length, lo, hi)
+    index = np.clip(index, lo, hi - 1)
+    inside = (index >= 0) & (index < n_in)
+    outside = np.where(inside, 0.0, weight).sum(axis=1)
+    weight = np.where(inside, weight, 0.0)
+    index = np.clip(index, 0, n_in - 1)
+    return AxisWeights(
+        torch.from_numpy(np.ascontiguousarray(index, dtype=np.int64)),
+        torch.from_numpy(np.ascontiguousarray(weight, dtype=np.float64)),
+        torch.from_numpy(np.ascontiguousarray(outside, dtype=np.float64)),
+    )
