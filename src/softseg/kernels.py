@@ -128,22 +128,26 @@ def _filtered(center: np.ndarray, scale: float, name: str, lo: int, hi: int, str
     ``stretch``: widen the filter by the scale factor when down-sampling (antialiasing).
     """
     fn, support = _FILTERS[name]
-    filterscale = max(scale, 1.0) if stretch else 1.0
-    support = support * filterscale
+    dtype = center.dtype.type  # float32 for torch (its float kernels), float64 for PIL
+    filterscale = dtype(max(scale, 1.0) if stretch else 1.0)
+    support = dtype(support) * filterscale
     # int() in C truncates towards zero; floor agrees wherever the clamp to ``lo`` does not apply.
-    xmin = np.maximum(np.floor(center - support + 0.5), lo).astype(np.int64)
-    xmax = np.minimum(np.floor(center + support + 0.5), hi).astype(np.int64)
+    xmin = np.maximum(np.floor(center - support + dtype(0.5)), lo).astype(np.int64)
+    xmax = np.minimum(np.floor(center + support + dtype(0.5)), hi).astype(np.int64)
     taps = max(int((xmax - xmin).max()), 1)
     index = xmin[:, None] + np.arange(taps)[None, :]
-    raw = fn((index - center[:, None] + 0.5) / filterscale)
-    raw = np.where(index < xmax[:, None], raw, 0.0)
+    raw = fn((index.astype(dtype) - center[:, None] + dtype(0.5)) * (dtype(1.0) / filterscale))
+    raw = np.where(index < xmax[:, None], raw, dtype(0.0))
     total = raw.sum(axis=1, keepdims=True)
     weight = np.divide(raw, total, out=np.zeros_like(raw), where=total != 0.0)
     return index, weight
 
 
 def _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners):
-    i = np.arange(n_out, dtype=np.float64)
+    # torch computes source coordinates and weights of float images in float32: so do we, or
+    # a non-integer scale puts the last outputs 1e-5 apart.
+    f32 = np.float32
+    i = np.arange(n_out, dtype=f32)
     if kernel == "nearest":
         # torch computes the scale and the product in float32; mimic it so indices match exactly.
         scale32 = np.float32(length) / np.float32(n_out)
@@ -164,28 +168,27 @@ def _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners)
         weight = inside / (b - a)[:, None]
         return np.minimum(index, hi - 1), weight
     if align_corners:
-        scale = (length - 1) / (n_out - 1) if n_out > 1 else 0.0
+        scale = f32(length - 1) / f32(n_out - 1) if n_out > 1 else f32(0.0)
     else:
-        scale = length / n_out
+        scale = f32(length) / f32(n_out)
+    start = f32(start)
     if antialias:
         # torch's antialiased path is PIL's scheme (bicubic with a = -0.5 there too).
-        center = start + scale * (i + 0.5)
-        return _filtered(center, scale, kernel, lo, hi, stretch=True)
-    src = start + scale * i if align_corners else start + scale * (i + 0.5) - 0.5
+        center = start + scale * (i + f32(0.5))
+        return _filtered(center, float(scale), kernel, lo, hi, stretch=True)
+    src = start + scale * i if align_corners else start + scale * (i + f32(0.5)) - f32(0.5)
     if kernel == "bilinear":
-        src = np.maximum(src, lo)  # torch clamps the left border only; the right one by index
+        src = np.maximum(src, f32(lo))  # torch clamps the left border only; the right by index
         x0 = np.floor(src)
         t = src - x0
-        index, weight = _band(x0.astype(np.int64), [1.0 - t, t])
+        index, weight = _band(x0.astype(np.int64), [f32(1.0) - t, t])
     elif kernel == "bicubic":
         x0 = np.floor(src)
         t = src - x0
-        a = -0.75
-        near = lambda x: ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0  # noqa: E731
-        far = lambda x: ((a * x - 5.0 * a) * x + 8.0 * a) * x - 4.0 * a  # noqa: E731
-        index, weight = _band(
-            x0.astype(np.int64) - 1, [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)]
-        )
+        a = f32(-0.75)
+        near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # noqa: E731
+        far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # noqa: E731
+        index, weight = _band(x0.astype(np.int64) - 1, [far(t + 1), near(t), near(1 - t), far(2 - t)])
     else:
         raise AssertionError(kernel)
     return np.clip(index, lo, hi - 1), weight

@@ -126,28 +126,30 @@ class _AxisPlan:
 
 def _plan(aw: AxisWeights, n_in: int) -> _AxisPlan:
     n_out, taps = aw.index.shape
-    rows = np.repeat(np.arange(n_out), taps)
-    cols, vals = aw.index.numpy().ravel(), aw.weight.numpy().ravel()
-    # merge repeated (output, input) pairs (clamped border taps), drop zeros
-    keys, inverse = np.unique(cols * n_out + rows, return_inverse=True)
-    merged = np.bincount(inverse, weights=vals, minlength=len(keys))
-    keep = merged != 0.0
-    keys, merged = keys[keep], merged[keep]
+    index, band_weight = aw.index.numpy(), aw.weight.numpy()
+    live = band_weight != 0.0
+    used = np.unique(index[live])
+    position = np.zeros(n_in, dtype=np.int64)
+    position[used] = np.arange(len(used))
+    # Dead taps point at their row's first live tap, so a block of outputs spans only the inputs
+    # it really reads.
+    first_live = index[np.arange(n_out), live.argmax(1)]
+    band_index = position[np.where(live, index, first_live[:, None])]
+    # Input-centric form: merge repeated (input, output) pairs (clamped border taps), then give
+    # the j-th output an input feeds to phase j.
+    rows = np.broadcast_to(np.arange(n_out)[:, None], index.shape)[live]
+    keys, inverse = np.unique(index[live] * n_out + rows, return_inverse=True)
+    merged = np.bincount(inverse, weights=band_weight[live], minlength=len(keys))
     cols, rows = keys // n_out, keys % n_out  # sorted by input, then output
-    used, first = np.unique(cols, return_index=True)
-    counts = np.diff(np.append(first, len(cols)))
-    phase = np.arange(len(cols)) - np.repeat(first, counts)
-    slot = np.repeat(np.arange(len(used)), counts)
-    n_phases = int(counts.max()) if len(counts) else 1
+    slot = np.searchsorted(used, cols)
+    first = np.searchsorted(cols, used)
+    phase = np.arange(len(cols)) - first[slot]
+    n_phases = int(phase.max()) + 1 if len(phase) else 1
     target = np.zeros((n_phases, len(used)), dtype=np.int64)
     weight = np.zeros((n_phases, len(used)))
     target[phase, slot], weight[phase, slot] = rows, merged
-    position = np.zeros(n_in, dtype=np.int64)
-    position[used] = np.arange(len(used))
     t = torch.from_numpy
-    return _AxisPlan(
-        aw, t(used), t(target), t(weight), t(position[aw.index.numpy()]), aw.weight.clone()
-    )
+    return _AxisPlan(aw, t(used), t(target), t(weight), t(band_index), aw.weight.clone())
 
 
 @lru_cache(maxsize=256)
@@ -192,43 +194,59 @@ def _dense_pass(x: torch.Tensor, aw: AxisWeights, dim: int) -> torch.Tensor:
     return out
 
 
+#: Bytes of partial sums held at once; blocks of output rows keep the buffer this small, which
+#: keeps it in the allocator's reusable heap (no page faults) and in cache.
+_BLOCK_BYTES = 8 << 20
+
+
 def _soft_from_codes(codes: torch.Tensor, py: _AxisPlan, px: _AxisPlan, num_classes: int):
     """Soft labels ``(N, C, h, w)`` from codes ``(N, H, W)`` (ignored pixels coded ``C``).
 
     Pass 1 walks the input pixels once per phase of ``px`` and adds each weight straight into the
-    channel its code names, giving ``(N, H', C + 1, w)`` partial sums (``H'``: the used rows). Pass 2
-    is a weighted sum of those rows along ``py``, which ``embedding_bag`` does in one fused call.
+    channel its code names, giving ``(N, rows, C + 1, w)`` partial sums. Pass 2 is a weighted sum of
+    those rows along ``py``, which ``embedding_bag`` does in one fused call. Both run per block of
+    output rows.
     """
     transpose = py.band_index.shape[1] * len(px.used) < px.band_index.shape[1] * len(py.used)
     if transpose:  # pass 1 along the rows is cheaper: same code on the transposed map
         codes, py, px = codes.transpose(1, 2), px, py
     dev, f32 = codes.device, torch.float32
-    if len(py.used) < codes.shape[1]:
-        codes = codes.index_select(1, py.used.to(dev))
+    n, h, w, k = codes.shape[0], py.n_out, px.n_out, num_classes + 1
+    out = torch.zeros(n, num_classes, h, w, dtype=f32, device=dev)
+    if len(px.used) == 0 or len(py.used) == 0:  # the box lies wholly outside the image
+        return out.transpose(2, 3).contiguous() if transpose else out
     if len(px.used) < codes.shape[2]:
         codes = codes.index_select(2, px.used.to(dev))
-    n, rows, cols = codes.shape
-    w, k = px.n_out, num_classes + 1
-    # flat position of (row, code, output column 0) in the (n * rows, k, w) accumulator
-    flat = codes.contiguous().long() * w  # a new tensor: never write into the caller's labels
-    flat += (torch.arange(n * rows, device=dev) * (k * w)).view(n, rows, 1)
-    acc = torch.zeros(n * rows * k * w, dtype=f32, device=dev)
-    target, weight, previous = px.target.to(dev), px.weight.to(dev, f32), 0
-    for t in range(target.shape[0]):
-        flat += target[t] - previous
-        previous = target[t]
-        acc.index_add_(0, flat.view(-1), weight[t].expand(n, rows, cols).reshape(-1))
-    del flat
-    bags = py.band_index.to(dev) + (torch.arange(n, device=dev) * rows).view(n, 1, 1)
-    out = torch.nn.functional.embedding_bag(
-        bags.view(-1, bags.shape[-1]),
-        acc.view(n * rows, k * w),
-        per_sample_weights=py.band_weight.to(dev, f32).repeat(n, 1),
-        mode="sum",
-    )
-    del acc
-    out = out.view(n, py.n_out, k, w)[:, :, :num_classes].permute(0, 2, 1, 3)
-    return (out.transpose(2, 3) if transpose else out).contiguous()
+    cols = codes.shape[2]
+    target, weight = px.target.to(dev), px.weight.to(dev, f32)
+    band_index, band_weight = py.band_index.to(dev), py.band_weight.to(dev, f32)
+    used_rows = py.used.to(dev)
+    rows_per_out = max(1.0, len(py.used) / h) + py.band_index.shape[1]
+    block = max(1, int(_BLOCK_BYTES / (4 * n * k * w * rows_per_out)))
+    for i0 in range(0, h, block):
+        bags = band_index[i0 : i0 + block]
+        lo, hi = int(bags.min()), int(bags.max()) + 1
+        part = codes.index_select(1, used_rows[lo:hi])
+        rows = hi - lo
+        # flat position of (row, code, output column 0) in the (n * rows, k, w) accumulator
+        flat = part.contiguous().long() * w  # a new tensor: never write into the caller's labels
+        flat += (torch.arange(n * rows, device=dev) * (k * w)).view(n, rows, 1)
+        acc = torch.zeros(n * rows * k * w, dtype=f32, device=dev)
+        previous = 0
+        for t in range(target.shape[0]):
+            flat += target[t] - previous
+            previous = target[t]
+            acc.index_add_(0, flat.view(-1), weight[t].expand(n, rows, cols).reshape(-1))
+        bags = (bags - lo) + (torch.arange(n, device=dev) * rows).view(n, 1, 1)
+        summed = torch.nn.functional.embedding_bag(
+            bags.view(-1, bags.shape[-1]),
+            acc.view(n * rows, k * w),
+            per_sample_weights=band_weight[i0 : i0 + block].repeat(n, 1),
+            mode="sum",
+        )
+        b = summed.shape[0] // n
+        out[:, :, i0 : i0 + b] = summed.view(n, b, k, w)[:, :, :num_classes].transpose(1, 2)
+    return out.transpose(2, 3).contiguous() if transpose else out
 
 
 def _clamp_negative_lobes(soft: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,169 @@
+"""softseg.soft_downsample against the obvious implementation: one-hot, then F.interpolate.
+
+Prints, per case and kernel, the median time of each (measured side by side, interleaved, on one
+thread) and the peak extra memory of each, with the ratios. Peak memory on the CPU is the rise of the
+process's peak resident set (VmHWM, reset before the call) in a fresh child process per measurement,
+so that neither side profits from memory the allocator kept from the other; on CUDA it is
+``torch.cuda.max_memory_allocated`` above the inputs.
+
+    python benchmarks/bench_downsample.py                 # CPU, both cases, all torch kernels
+    python benchmarks/bench_downsample.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import softseg
+
+# (name, input (H, W), output (h, w), classes)
+CASES = {
+    "cityscapes": ((1024, 2048), (256, 512), 19),
+    "ade20k": ((512, 683), (128, 171), 150),
+}
+# (label, interpolate mode, antialias)
+KERNELS = [
+    ("nearest", "nearest", False),
+    ("area", "area", False),
+    ("bilinear", "bilinear", False),
+    ("bilinear-aa", "bilinear", True),
+    ("bicubic", "bicubic", False),
+    ("bicubic-aa", "bicubic", True),
+]
+IGNORE = 255
+
+
+def street_like_labels(shape, num_classes, seed=0):
+    """A piecewise-constant map: regions of random classes, 1-3 px poles, and ignored patches."""
+    g = torch.Generator().manual_seed(seed)
+    H, W = shape
+    coarse = torch.randint(0, num_classes, (H // 32 + 1, W // 32 + 1), generator=g)
+    labels = coarse.repeat_interleave(32, 0).repeat_interleave(32, 1)[:H, :W].clone()
+    for _ in range(W // 40):  # thin vertical structures
+        x = int(torch.randint(0, W - 3, (1,), generator=g))
+        width = int(torch.randint(1, 4, (1,), generator=g))
+        labels[H // 4 :, x : x + width] = int(torch.randint(0, num_classes, (1,), generator=g))
+    for _ in range(6):  # void patches
+        y, x = int(torch.randint(0, H - 40, (1,), generator=g)), int(torch.randint(0, W - 60, (1,), generator=g))
+        labels[y : y + 40, x : x + 60] = IGNORE
+    return labels.to(torch.uint8 if num_classes < 255 else torch.int64)
+
+
+def reference(labels, size, num_classes, mode, antialias):
+    """The obvious way: a one-hot map at full resolution (ignore as a dropped extra channel)."""
+    codes = labels.long().masked_fill(labels.long() == IGNORE, num_classes)
+    onehot = F.one_hot(codes, num_classes + 1)[..., :num_classes].permute(2, 0, 1)[None].float()
+    extra = {"antialias": antialias, "align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    return F.interpolate(onehot, size=size, mode=mode, **extra)[0]
+
+
+def ours(labels, size, num_classes, mode, antialias):
+    return softseg.soft_downsample(
+        labels, size, num_classes, ignore_index=IGNORE, kernel=mode, antialias=antialias
+    )
+
+
+FUNCS = {"reference": reference, "softseg": ours}
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def _cpu_peak_child(which, case, mode, antialias, queue):
+    torch.set_num_threads(1)
+    shape, size, classes = CASES[case]
+    labels = street_like_labels(shape, classes)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident set to the current one
+    before = _status_kib("VmRSS")
+    FUNCS[which](labels, size, classes, mode, antialias)
+    queue.put((_status_kib("VmHWM") - before) * 1024)
+
+
+def peak_extra_bytes(which, case, mode, antialias, device):
+    if device == "cuda":
+        shape, size, classes = CASES[case]
+        labels = street_like_labels(shape, classes).cuda()
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        out = FUNCS[which](labels, size, classes, mode, antialias)
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() - base
+        del out
+        return peak
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_cpu_peak_child, args=(which, case, mode, antialias, queue))
+    child.start()
+    value = queue.get(timeout=600)
+    child.join()
+    return value
+
+
+def median_times(case, mode, antialias, device, repeat):
+    shape, size, classes = CASES[case]
+    labels = street_like_labels(shape, classes).to(device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    times = {name: [] for name in FUNCS}
+    outs = {}
+    for name, fn in FUNCS.items():  # warm-up (weights are cached after the first call)
+        outs[name] = fn(labels, size, classes, mode, antialias)
+    for _ in range(repeat):
+        for name, fn in FUNCS.items():
+            sync()
+            t0 = time.perf_counter()
+            fn(labels, size, classes, mode, antialias)
+            sync()
+            times[name].append(time.perf_counter() - t0)
+    ref, got = outs["reference"], outs["softseg"]
+    if mode == "bicubic":  # softseg clamps the negative lobes; compare where nothing was clamped
+        keep = (ref >= 0).all(0) & (ref.sum(0) <= 1)
+        err = (ref - got).abs().amax(0)[keep].max().item()
+    else:
+        err = (ref - got).abs().max().item()
+    return {name: statistics.median(t) for name, t in times.items()}, err
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--repeat", type=int, default=5, help="timed calls of each side")
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    header = (
+        f"{'case':<11}{'kernel':<13}{'ref ms':>9}{'ours ms':>9}{'speedup':>9}"
+        f"{'ref MB':>9}{'ours MB':>9}{'mem ratio':>10}{'max err':>10}"
+    )
+    print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}")
+    print(header)
+    print("-" * len(header))
+    for case in args.cases:
+        for label, mode, antialias in KERNELS:
+            t, err = median_times(case, mode, antialias, args.device, args.repeat)
+            row = f"{case:<11}{label:<13}{t['reference'] * 1e3:>9.1f}{t['softseg'] * 1e3:>9.1f}"
+            row += f"{t['reference'] / t['softseg']:>8.1f}x"
+            if args.no_memory:
+                row += f"{'-':>9}{'-':>9}{'-':>10}"
+            else:
+                ref_b = peak_extra_bytes("reference", case, mode, antialias, args.device)
+                our_b = peak_extra_bytes("softseg", case, mode, antialias, args.device)
+                row += f"{ref_b / 2**20:>9.1f}{our_b / 2**20:>9.1f}{our_b / ref_b:>10.3f}"
+            print(row + f"{err:>10.1e}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
