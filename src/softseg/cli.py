@@ -1,0 +1,175 @@
+"""The ``softseg`` command line: train, eval, predict, compare, retention and demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    help="Train semantic segmentation at reduced resolution with soft labels that match the image "
+    "resampling, and compare them with nearest-neighbour and majority labels.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="markdown",
+    pretty_exceptions_enable=False,
+)
+
+Dataset = Annotated[
+    str, typer.Option(help="camvid, cityscapes, ade20k, mapillary, folder or synthetic.")
+]
+Root = Annotated[Optional[str], typer.Option(help="Dataset directory (not needed for synthetic).")]
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise typer.BadParameter(f"expected HxW such as 96x128, got {text!r}") from None
+    return h, w
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command(
+    epilog="Examples:\n\n"
+    "    softseg train --dataset camvid --root ../shared/data/camvid --factor 4 --labels soft "
+    "--epochs 20 --seed 0 --out runs/camvid_soft_x4\n\n"
+    "    softseg train --dataset synthetic --factor 8 --labels nearest --arch tiny --out runs/syn\n\n"
+    "    torchrun --nproc-per-node 2 -m softseg train --dataset camvid --root DATA --out runs/ddp"
+)
+def train(
+    out: Annotated[str, typer.Option(help="Run directory (config, checkpoint, metrics log).")],
+    dataset: Dataset = "synthetic",
+    root: Root = None,
+    factor: Annotated[float, typer.Option(help="Down-sampling factor of the frames.")] = 4.0,
+    crop: Annotated[
+        Optional[str], typer.Option(help="Training window HxW at the reduced size (default: frame/factor).")
+    ] = None,
+    labels: Annotated[str, typer.Option(help="Label down-sampling: soft, nearest or mode.")] = "soft",
+    image_kernel: Annotated[str, typer.Option(help="Image kernel: bilinear, bicubic, area, nearest.")] = "bilinear",
+    label_kernel: Annotated[
+        Optional[str], typer.Option(help="Soft-label kernel (default: the image kernel).")
+    ] = None,
+    antialias: Annotated[bool, typer.Option(help="Antialias when shrinking.")] = True,
+    scale: Annotated[tuple[float, float], typer.Option(help="Random scale range.")] = (0.75, 1.5),
+    hflip: Annotated[bool, typer.Option(help="Random horizontal flips.")] = True,
+    jitter: Annotated[float, typer.Option(help="Colour jitter strength (image only).")] = 0.1,
+    topk: Annotated[Optional[int], typer.Option(help="Keep soft labels as top-k sparse targets.")] = None,
+    arch: Annotated[str, typer.Option(help="Model architecture (unet, fpn, deeplabv3plus, tiny, ...).")] = "unet",
+    encoder: Annotated[str, typer.Option(help="smp encoder (no pretrained weights).")] = "resnet18",
+    epochs: int = 10,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    weight_decay: float = 1e-4,
+    optimizer: Annotated[str, typer.Option(help="adamw or sgd.")] = "adamw",
+    schedule: Annotated[str, typer.Option(help="poly, cosine or constant.")] = "poly",
+    warmup_epochs: float = 0.0,
+    label_smoothing: float = 0.0,
+    seed: int = 0,
+    workers: Annotated[int, typer.Option(help="Data loader processes.")] = 2,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA).")] = False,
+    compile: Annotated[bool, typer.Option(help="torch.compile the model (CUDA).")] = False,
+    eval_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = 1,
+    train_split: str = "train",
+    val_split: Annotated[str, typer.Option(help="Validation split ('' to skip).")] = "val",
+    limit_train: Annotated[Optional[int], typer.Option(help="Use only the first N training images.")] = None,
+    limit_val: Annotated[Optional[int], typer.Option(help="Use only the first N validation images.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")] = False,
+) -> None:
+    """Train a model with soft, nearest or mode labels at a reduced resolution."""
+    from .engine import TrainConfig
+    from .engine import train as run_training
+
+    cfg = TrainConfig(
+        out=out, dataset=dataset, root=root, train_split=train_split, val_split=val_split or None,
+        factor=factor, crop=_size(crop), labels=labels, image_kernel=image_kernel,
+        label_kernel=label_kernel, antialias=antialias, scale=tuple(scale), hflip=hflip,
+        jitter=jitter, topk=topk, arch=arch, encoder=encoder, epochs=epochs,
+        batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
+        schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
+        seed=seed, workers=workers, device=device, amp=amp, compile=compile,
+        eval_every=eval_every, limit_train=limit_train, limit_val=limit_val,
+    )  # fmt: skip
+    try:
+        record = run_training(cfg, resume=resume)
+    except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as err:
+        _fail(err)
+    shown = {k: v for k, v in record.items() if k != "val_per_class"}
+    typer.echo(json.dumps(shown, indent=2))
+
+
+def _print_table(result: dict) -> None:
+    typer.echo(f"{'class':<20}{'IoU %':>8}")
+    for name, iou in (result.get("per_class") or {}).items():
+        typer.echo(f"{name:<20}{'-' if iou is None else f'{iou:.2f}':>8}")
+    typer.echo(f"{'mIoU':<20}{result['miou']:>8.2f}")
+    typer.echo(f"{'pixel accuracy':<20}{result['pixel_acc']:>8.2f}")
+
+
+@app.command(
+    name="eval",
+    epilog="Example:\n\n    softseg eval runs/camvid_soft_x4 --dataset camvid "
+    "--root ../shared/data/camvid --split val --json runs/camvid_soft_x4/val.json",
+)
+def eval_(
+    run_dir: Annotated[str, typer.Argument(help="A directory written by softseg train.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset (default: the run's).")] = None,
+    root: Root = None,
+    split: str = "val",
+    factor: Annotated[Optional[float], typer.Option(help="Input factor (default: the run's).")] = None,
+    json_path: Annotated[Optional[str], typer.Option("--json", help="Write the scores here.")] = None,
+    device: str = "auto",
+    limit: Annotated[Optional[int], typer.Option(help="Score only the first N images.")] = None,
+) -> None:
+    """Score a run's checkpoint at the original label resolution; prints a per-class table."""
+    from .engine import atomic_write_text, evaluate_run
+
+    try:
+        result = evaluate_run(
+            run_dir, dataset=dataset, root=root, split=split, factor=factor, device=device, limit=limit
+        )
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    _print_table(result)
+    if json_path:
+        atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
+        typer.echo(f"wrote {json_path}")
+
+
+@app.command(
+    epilog="Example:\n\n    softseg predict runs/camvid_soft_x4 ../shared/data/camvid/val --out preds"
+)
+def predict(
+    run_dir: Annotated[str, typer.Argument(help="A directory written by softseg train.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image files or folders of images.")],
+    out: Annotated[str, typer.Option(help="Where the masks and overlays go.")] = "predictions",
+    alpha: Annotated[float, typer.Option(help="Mask opacity in the overlay.")] = 0.5,
+    device: str = "auto",
+) -> None:
+    """Colourised masks (<name>_mask.png) and overlays (<name>_overlay.png) for images."""
+    from .predict import predict_paths
+
+    try:
+        written = predict_paths(run_dir, inputs, out, alpha=alpha, device=device)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"wrote {len(written)} masks and overlays to {out}")
+
+
+def main() -> None:
+    """Entry point of the ``softseg`` console script."""
+    app(prog_name="softseg")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

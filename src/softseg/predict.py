@@ -1,0 +1,60 @@
+"""``softseg predict``: images in, colourised masks and overlays out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .data import load_image
+from .engine import load_run, load_split, predict_image, resolve_device
+from .plots import colorize
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def image_paths(inputs: list[str]) -> list[Path]:
+    """Files named directly plus the images inside named folders (sorted); refuses empty results."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}")
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise FileNotFoundError(f"{p} is neither an image file nor a folder")
+    return paths
+
+
+def predict_paths(
+    run_dir: str, inputs: list[str], out: str, *, alpha: float = 0.5, device: str = "auto"
+) -> list[Path]:
+    """Write ``<stem>_mask.png`` and ``<stem>_overlay.png`` for every input image; returns the masks."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    dev = resolve_device(device)
+    cfg, model, _ = load_run(run_dir, dev)
+    colors = _colors(cfg)
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in image_paths(inputs):
+        image = load_image(path)
+        pred = predict_image(model, cfg, image, dev)
+        mask = colorize(pred.numpy(), colors)
+        rgb = image.permute(1, 2, 0).numpy()
+        overlay = (rgb * (1 - alpha) + mask * alpha).round().astype(np.uint8)
+        Image.fromarray(mask).save(out_dir / f"{path.stem}_mask.png")
+        Image.fromarray(overlay).save(out_dir / f"{path.stem}_overlay.png")
+        written.append(out_dir / f"{path.stem}_mask.png")
+    return written
+
+
+def _colors(cfg) -> list[tuple[int, int, int]]:
+    """The class colours of the run's dataset."""
+    return list(load_split(cfg, cfg.train_split, 1).info.colors)
