@@ -301,8 +301,23 @@ def _history_lines(history: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(row) + "\n" for row in history)
 
 
-def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> dict[str, Any]:
+def _comparable(cfg: TrainConfig) -> dict[str, Any]:
+    """The config as it reads back from JSON (tuples become lists), without ``epochs``."""
+    return {k: v for k, v in json.loads(json.dumps(asdict(cfg))).items() if k != "epochs"}
+
+
+def train(
+    cfg: TrainConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after_epoch: int | None = None,
+) -> dict[str, Any]:
     """Train as ``cfg`` says; returns the last epoch's record (train loss, val scores, times).
+
+    ``resume`` continues ``cfg.out`` from its checkpoint; only ``epochs`` may differ from the saved
+    config (raising it extends a finished run, with the schedule stretched to the new length from
+    there on). ``stop_after_epoch`` ends the call early, as a kill after that epoch would.
 
     Raises:
         FileExistsError: ``cfg.out`` already holds a run and ``resume`` is False.
@@ -325,7 +340,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         )
     if resume and ckpt_path.exists():
         saved = TrainConfig.from_dict(json.loads((out / CONFIG).read_text()))
-        if asdict(saved) | {"epochs": cfg.epochs} != asdict(cfg) | {"epochs": cfg.epochs}:
+        if _comparable(saved) != _comparable(cfg):
             raise ValueError(
                 f"--resume with a config that differs from {out / CONFIG}; "
                 "only --epochs may change when resuming"
@@ -394,7 +409,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         torch.cuda.reset_peak_memory_stats(device)
 
     record: dict[str, Any] = history[-1] if history else {}
-    for epoch in range(start_epoch, cfg.epochs):
+    last_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)
+    for epoch in range(start_epoch, last_epoch):
         data.set_epoch(epoch)
         sampler.set_epoch(epoch)
         loader = DataLoader(data, **loader_kw)
