@@ -166,6 +166,103 @@ def predict(
     typer.echo(f"wrote {len(written)} masks and overlays to {out}")
 
 
+@app.command(
+    epilog="Example (the study of docs/results.md):\n\n"
+    "    softseg compare --dataset camvid --root ../shared/data/camvid --methods nearest mode soft "
+    "soft-area --factors 2 4 8 --seeds 0 1 2 --epochs 30 --out docs/results/camvid"
+)
+def compare(
+    out: Annotated[str, typer.Option(help="Grid directory (cells/, results.csv, summary.md, plots).")],
+    dataset: Dataset = "synthetic",
+    root: Root = None,
+    methods: Annotated[list[str], typer.Option(help="nearest, mode, soft, soft-<kernel>.")] = ["nearest", "soft"],  # noqa: B006
+    factors: Annotated[list[float], typer.Option(help="Down-sampling factors.")] = [4.0],  # noqa: B006
+    seeds: Annotated[list[int], typer.Option(help="Seeds per cell.")] = [0],  # noqa: B006
+    max_pixels: Annotated[
+        Optional[int], typer.Option(help="Train on random crops of at most this many pixels.")
+    ] = None,
+    arch: str = "unet",
+    encoder: str = "resnet18",
+    epochs: int = 10,
+    batch_size: int = 8,
+    lr: float = 1e-3,
+    scale: Annotated[tuple[float, float], typer.Option(help="Random scale range.")] = (0.75, 1.5),
+    image_kernel: str = "bilinear",
+    workers: int = 2,
+    device: str = "auto",
+    eval_split: str = "val",
+    limit_train: Optional[int] = None,
+) -> None:
+    """Run a grid of label methods x factors x seeds, resumable cell by cell, with tables and plots."""
+    from .compare import grid, run_grid, summarize, write_tables
+    from .engine import TrainConfig
+    from .experiments import train_cell
+    from .plots import plot_class_gains, plot_miou_vs_factor
+
+    base = TrainConfig(
+        dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
+        batch_size=batch_size, lr=lr, scale=tuple(scale), image_kernel=image_kernel,
+        workers=workers, device=device, val_split=None, limit_train=limit_train,
+    )  # fmt: skip
+    cells = grid(methods, factors, seeds)
+    try:
+        results = run_grid(
+            cells, out,
+            lambda c, d: train_cell(base, c, d, eval_split=eval_split, max_pixels=max_pixels),
+        )  # fmt: skip
+    except (ValueError, RuntimeError) as err:
+        _fail(err)
+    rows = summarize(results)
+    write_tables(results, out)
+    plot_miou_vs_factor(rows, Path(out) / "miou_vs_factor.png")
+    if "soft" in methods and "nearest" in methods:
+        plot_class_gains(rows, Path(out) / "class_gains.png")
+    typer.echo((Path(out) / "summary.md").read_text())
+
+
+@app.command(
+    epilog="Example:\n\n    softseg retention --dataset camvid --root ../shared/data/camvid "
+    "--split train --factor 4 --factor 8 --png retention.png"
+)
+def retention(
+    dataset: Dataset = "synthetic",
+    root: Root = None,
+    split: str = "train",
+    factor: Annotated[list[float], typer.Option(help="Factors to report.")] = [4.0, 8.0],  # noqa: B006
+    limit: Annotated[Optional[int], typer.Option(help="Use the first N label maps.")] = None,
+    png: Annotated[Optional[str], typer.Option(help="Plot the last factor's table here.")] = None,
+) -> None:
+    """How much of each class's mass nearest, mode and soft down-sampling keep."""
+    from .data import build_dataset
+    from .demo import retention_table
+    from .experiments import dataset_retention
+    from .plots import plot_retention
+
+    try:
+        ds = build_dataset(dataset, root, split)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    table = {}
+    for f in factor:
+        table = dataset_retention(ds, f, limit=limit)
+        typer.echo(f"factor {f:g}:\n{retention_table(table, ds.info.classes)}\n")
+    if png:
+        typer.echo(f"wrote {plot_retention(table, ds.info.classes, png)}")
+
+
+@app.command(epilog="Example:\n\n    softseg demo --out runs/demo")
+def demo(
+    out: Annotated[str, typer.Option(help="Where tables, runs and figures go.")] = "runs/demo",
+    factor: float = 4.0,
+    epochs: int = 6,
+    arch: str = "tiny",
+) -> None:
+    """The embedded default: class retention and a nearest-vs-soft training on synthetic streets."""
+    from .demo import run_demo
+
+    run_demo(out, factor=factor, epochs=epochs, arch=arch, echo=typer.echo)
+
+
 def main() -> None:
     """Entry point of the ``softseg`` console script."""
     app(prog_name="softseg")

@@ -1,0 +1,100 @@
+"""One training cell of a ``softseg compare`` grid, and the retention study.
+
+A method name says how labels are made: ``nearest``, ``mode``, ``soft`` (the image's own kernel) or
+``soft-<kernel>`` (soft labels with another kernel, e.g. ``soft-area``). The image is always
+resampled the same way, so only the labels differ between methods.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .compare import Cell
+from .engine import CHECKPOINT, TrainConfig, evaluate_run, load_split, train
+from .kernels import KERNELS
+from .resample import soft_downsample
+from .retention import class_retention
+
+
+def method_options(method: str) -> dict[str, Any]:
+    """The :class:`TrainConfig` fields a method name stands for."""
+    if method in ("nearest", "mode", "soft"):
+        return {"labels": method, "label_kernel": None}
+    if method.startswith("soft-") and method[5:] in KERNELS["torch"]:
+        return {"labels": "soft", "label_kernel": method[5:]}
+    raise ValueError(
+        f"unknown method {method!r}; expected nearest, mode, soft or soft-<kernel> with a kernel "
+        f"in {KERNELS['torch']}"
+    )
+
+
+def crop_for(frame: tuple[int, int], factor: float, max_pixels: int | None) -> tuple[int, int] | None:
+    """A window of at most ``max_pixels`` with the frame's aspect ratio, or None for whole frames."""
+    h, w = frame[0] / factor, frame[1] / factor
+    if max_pixels is None or h * w <= max_pixels:
+        return None
+    r = math.sqrt(max_pixels / (h * w))
+    return (max(1, math.floor(h * r)), max(1, math.floor(w * r)))
+
+
+def train_cell(
+    base: TrainConfig,
+    cell: Cell,
+    cell_dir: Path,
+    *,
+    eval_split: str = "val",
+    max_pixels: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train (or finish training) one cell and score it at the full label resolution."""
+    run_dir = cell_dir / "run"
+    cfg = replace(base, out=str(run_dir), factor=cell.factor, seed=cell.seed, **method_options(cell.method))
+    if cfg.crop is None and max_pixels is not None:
+        _, label, _ = load_split(cfg, cfg.train_split, 1)[0]
+        cfg = replace(cfg, crop=crop_for(tuple(label.shape[-2:]), cell.factor, max_pixels))
+    train(cfg, resume=(run_dir / CHECKPOINT).exists(), progress=progress)
+    scores = evaluate_run(run_dir, split=eval_split, progress=progress)
+    history = torch.load(run_dir / CHECKPOINT, weights_only=True)["history"]
+    epoch_times = [r["epoch_time_s"] for r in history]
+    return {
+        "miou": scores["miou"],
+        "pixel_acc": scores["pixel_acc"],
+        "per_class": scores["per_class"],
+        "train_time_s": sum(epoch_times),
+        "epoch_time_s": sum(epoch_times) / len(epoch_times),
+        "peak_memory_mb": max(r["peak_memory_mb"] for r in history),
+        "epochs": len(history),
+        "crop": list(cfg.crop) if cfg.crop else None,
+    }
+
+
+def dataset_retention(
+    dataset, factor: float, methods=("nearest", "mode", "soft"), *, limit: int | None = None
+) -> dict[str, list[float | None]]:
+    """Per-class retention (percent) over the first ``limit`` images of a dataset at ``factor``.
+
+    Images may differ in size, so each is shrunk on its own and the kept/true masses are pooled.
+    """
+    info = dataset.info
+    kept = {m: torch.zeros(info.num_classes, dtype=torch.float64) for m in methods}
+    mass = torch.zeros(info.num_classes, dtype=torch.float64)
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    for i in range(n):
+        _, label, _ = dataset[i]
+        size = (max(1, round(label.shape[-2] / factor)), max(1, round(label.shape[-1] / factor)))
+        shares = class_retention(label, size, info.num_classes, methods, ignore_index=info.ignore_index)
+        # class_retention gives kept / true mass per image: weight by the true mass to pool
+        true_mass = soft_downsample(label, size, info.num_classes, ignore_index=info.ignore_index)
+        true_mass = true_mass.double().sum((-1, -2))
+        for m in methods:
+            kept[m] += torch.nan_to_num(shares[m]) * true_mass
+        mass += true_mass
+    return {
+        m: [None if t == 0 else 100.0 * float(k / t) for k, t in zip(kept[m], mass)] for m in methods
+    }
+
