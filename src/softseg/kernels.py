@@ -149,10 +149,12 @@ def _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners)
     f32 = np.float32
     i = np.arange(n_out, dtype=f32)
     if kernel == "nearest":
-        # torch computes the scale and the product in float32; mimic it so indices match exactly.
-        scale32 = np.float32(length) / np.float32(n_out)
-        src = np.floor(np.float32(start) + i.astype(np.float32) * scale32).astype(np.int64)
-        return src[:, None], np.ones((n_out, 1))
+        # torch picks floor(X * scale) in float32 for output X of the whole map; a box starting at
+        # start = X0 * scale continues that grid at X = X0 + i, so indices match "resize, crop".
+        exact = start == 0 and float(length).is_integer()
+        scale32 = f32(length) / f32(n_out) if exact else f32(length / n_out)  # IN/OUT, rounded once
+        grid = (start / (length / n_out) + np.arange(n_out)).astype(f32)
+        return np.floor(grid * scale32).astype(np.int64)[:, None], np.ones((n_out, 1))
     if kernel in ("area", "box"):
         # adaptive average pooling: equal weights over [floor(i*L/n), ceil((i+1)*L/n)).
         if float(start).is_integer() and float(length).is_integer():
@@ -195,7 +197,9 @@ def _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners)
 
 
 def _pil_bands(kernel, n_out, start, length, lo, hi):
-    scale = length / n_out
+    # PIL reads the box as float32 numbers
+    start, end = float(np.float32(start)), float(np.float32(start + length))
+    scale = (end - start) / n_out
     if kernel == "nearest":
         # PIL walks the grid by repeated addition in double precision and truncates.
         steps = np.full(n_out, scale)

@@ -53,13 +53,22 @@ def _check_kernel(kernel: str, convention: str) -> None:
         )
 
 
+_TORCH_LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
 def as_label_tensor(labels: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """An integer label map as a tensor (integer dtype kept); refuses floats and booleans."""
+    """A non-empty ``(H, W)`` or ``(N, H, W)`` integer label map as a tensor.
+
+    Integer dtypes that torch computes with are kept (uint8 stays uint8: cheaper); others become
+    int64. Floats and booleans are refused rather than cast.
+    """
     if isinstance(labels, np.ndarray):
         if not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(f"labels must hold integers, got a numpy array of dtype {labels.dtype}")
         if labels.dtype not in (np.uint8, np.int8, np.int16, np.int32, np.int64):
             labels = labels.astype(np.int64)
+        if any(stride < 0 for stride in labels.strides):  # flipped views: torch refuses them
+            labels = labels.copy()
         labels = torch.from_numpy(labels)
     if not isinstance(labels, torch.Tensor):
         raise TypeError(f"labels must be a torch.Tensor or numpy array, got {type(labels).__name__}")
@@ -68,17 +77,17 @@ def as_label_tensor(labels: torch.Tensor | np.ndarray) -> torch.Tensor:
             f"labels must hold integer class indices, got dtype {labels.dtype}; "
             "convert with labels.long() if the values really are class indices"
         )
-    return labels
+    if labels.dim() not in (2, 3):
+        raise ValueError(f"labels must be (H, W) or (N, H, W), got shape {tuple(labels.shape)}")
+    if labels.numel() == 0:
+        raise ValueError(f"labels must not be empty, got shape {tuple(labels.shape)}")
+    return labels if labels.dtype in _TORCH_LABEL_DTYPES else labels.long()
 
 
 def _checked_codes(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
     """Labels with the ignore value replaced by ``num_classes`` (the spare channel), checked."""
-    if labels.dim() not in (2, 3):
-        raise ValueError(f"labels must be (H, W) or (N, H, W), got shape {tuple(labels.shape)}")
     if num_classes <= 0:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
-    if labels.numel() == 0:
-        raise ValueError(f"labels must not be empty, got shape {tuple(labels.shape)}")
     if num_classes > torch.iinfo(labels.dtype).max:
         labels = labels.long()
     lo, hi = (int(v) for v in torch.aminmax(labels))
