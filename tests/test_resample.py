@@ -753,3 +753,44 @@ def test_error_label_dims_1d():
     labels = np.zeros((7,), dtype=np.int64)
     with pytest.raises(ValueError, match=_dims_message(labels.shape)):
         softseg.soft_downsample(labels, (3, 3), 4)
+
+
+# --------------------------------------------------------------------------- the two first passes
+@settings(max_examples=40, deadline=None)
+@given(
+    data=st.data(),
+    convention=st.sampled_from(["torch", "pil"]),
+    crop=st.booleans(),
+)
+def test_run_and_pixel_first_passes_agree(monkeypatch_module, data, convention, crop):
+    """The per-run first pass (piecewise-constant maps) equals the per-pixel one, crops included."""
+    import softseg.resample as R
+
+    H, W = data.draw(st.integers(1, 30)), data.draw(st.integers(1, 30))
+    h, w = data.draw(st.integers(1, 30)), data.draw(st.integers(1, 30))
+    C = data.draw(st.integers(1, 5))
+    block = data.draw(st.integers(1, 6))
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
+    labels = torch.randint(0, C, (H // block + 1, W // block + 1), generator=g)
+    labels = labels.repeat_interleave(block, 0).repeat_interleave(block, 1)[:H, :W].contiguous()
+    labels[torch.rand(H, W, generator=g) < 0.1] = 255
+    kernel = data.draw(st.sampled_from(softseg.KERNELS[convention]))
+    antialias = data.draw(st.booleans()) if convention == "torch" else True
+    box = (0.0, 0.0, float(H), float(W))
+    if crop:
+        box = (data.draw(st.floats(-5, H)), data.draw(st.floats(-5, W)),
+               data.draw(st.floats(0.5, H + 5)), data.draw(st.floats(0.5, W + 5)))
+    out = {}
+    for path in ("never", "always"):
+        monkeypatch_module.setattr(R, "_RUN_PATH", path)
+        out[path] = softseg.soft_resized_crop(
+            labels, *box, (h, w), C, kernel=kernel, antialias=antialias, convention=convention
+        )
+    torch.testing.assert_close(out["always"], out["never"], atol=2e-6, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()

@@ -58,8 +58,8 @@ def run_demo(
 
     echo(f"\n== 2. Training with nearest vs soft labels at factor {factor:g} ({arch}, {epochs} epochs) ==")
     base = TrainConfig(
-        dataset="synthetic", dataset_options={"num_images": train_images}, arch=arch,
-        encoder=encoder, epochs=epochs, batch_size=8, lr=3e-3, workers=workers, device="cpu",
+        dataset="synthetic", arch=arch, encoder=encoder, epochs=epochs, batch_size=8, lr=3e-3,
+        workers=workers, device="cpu", val_split=None, limit_train=train_images,
     )  # fmt: skip
     cells = grid(["nearest", "soft"], [factor], [0])
     results = run_grid(cells, out / "compare", lambda c, d: train_cell(base, c, d, progress=progress))

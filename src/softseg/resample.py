@@ -111,14 +111,32 @@ def _checked_codes(labels: torch.Tensor, num_classes: int, ignore_index: int | N
 
 # --------------------------------------------------------------------------- weights
 @dataclass(frozen=True)
+class _Runs:
+    """The weights of one axis as seen by runs of equal labels (suffix sums).
+
+    A run covering used inputs ``[a, b)`` adds ``S[j, a] - S[j, b]`` to output ``j``, where
+    ``S[j, x]`` is the weight output ``j`` gives to inputs ``>= x``. That is ``total[j]`` for every
+    ``j`` in ``[start[a], start[b])`` (outputs wholly inside the run), plus the partial sums
+    ``partial_w[a]`` at outputs ``partial_j[a]`` (outputs cut by the run's left edge), minus the same
+    at ``b``. Label maps are piecewise constant, so runs are far fewer than pixels.
+    """
+
+    start: torch.Tensor  # (n_used + 1,) first output lying wholly at or after each input
+    partial_j: torch.Tensor  # (k, n_used + 1) outputs cut at each input (padded with 0)
+    partial_w: torch.Tensor  # (k, n_used + 1) their suffix sums (0 in the padding)
+    total: torch.Tensor  # (n_out,) each output's summed weight
+
+
+@dataclass(frozen=True)
 class _AxisPlan:
-    """One axis's weights in the two forms the label passes need.
+    """One axis's weights in the forms the label passes need.
 
     ``used``: input positions with any non-zero weight (the rest is skipped before any work).
     ``target``/``weight``, shape ``(phases, n_used)``: the same weights seen from the input side;
     in phase ``t`` used input ``u`` feeds output ``target[t, u]`` with ``weight[t, u]`` (0 when it
     feeds fewer outputs). An input feeds about ``taps / scale`` outputs, so there are few phases.
     ``band_index``/``band_weight``, shape ``(n_out, taps)``: the band, indexed into ``used``.
+    ``runs``: the run form (``None`` where the band is not monotone and it does not apply).
     """
 
     axis: AxisWeights
@@ -127,6 +145,7 @@ class _AxisPlan:
     weight: torch.Tensor
     band_index: torch.Tensor
     band_weight: torch.Tensor
+    runs: _Runs | None
 
     @property
     def n_out(self) -> int:
@@ -158,7 +177,38 @@ def _plan(aw: AxisWeights, n_in: int) -> _AxisPlan:
     weight = np.zeros((n_phases, len(used)))
     target[phase, slot], weight[phase, slot] = rows, merged
     t = torch.from_numpy
-    return _AxisPlan(aw, t(used), t(target), t(weight), t(band_index), aw.weight.clone())
+    runs = _run_form(rows, slot, merged, n_out, len(used))
+    return _AxisPlan(aw, t(used), t(target), t(weight), t(band_index), aw.weight.clone(), runs)
+
+
+def _run_form(rows, slot, merged, n_out: int, n_used: int) -> _Runs | None:
+    """Suffix sums of the band over used inputs, or None when the band is not monotone."""
+    if n_used == 0:
+        return None
+    band = np.zeros((n_out, n_used))
+    np.add.at(band, (rows, slot), merged)
+    live = band != 0.0
+    has = live.any(1)
+    lo = np.where(has, live.argmax(1), n_used)
+    hi = np.where(has, n_used - 1 - live[:, ::-1].argmax(1), -1)
+    # outputs wholly on padding weigh nothing: give them an empty span that keeps the order
+    lo = np.where(has, lo, np.maximum.accumulate(np.where(has, lo, 0)))
+    hi = np.where(has, hi, lo - 1)
+    if np.any(np.diff(lo) < 0) or np.any(np.diff(hi) < 0):
+        return None
+    suffix = np.zeros((n_out, n_used + 1))
+    suffix[:, :n_used] = np.cumsum(band[:, ::-1], axis=1)[:, ::-1]
+    x = np.arange(n_used + 1)
+    start = np.searchsorted(lo, x, side="left")  # first output with lo >= x: wholly after x
+    cut = np.searchsorted(hi, x, side="left")  # first output with hi >= x: cut at x if < start
+    k = max(1, int((start - cut).max()))
+    partial_j = cut[:, None] + np.arange(k)[None, :]
+    inside = partial_j < start[:, None]
+    partial_j = np.minimum(partial_j, n_out - 1)
+    partial_w = np.where(inside, suffix[partial_j, x[:, None]], 0.0)
+    t = torch.from_numpy
+    partial_j = np.ascontiguousarray(np.where(inside, partial_j, 0).T)
+    return _Runs(t(start), t(partial_j), t(np.ascontiguousarray(partial_w.T)), t(suffix[:, 0].copy()))
 
 
 @lru_cache(maxsize=256)
@@ -203,6 +253,64 @@ def _dense_pass(x: torch.Tensor, aw: AxisWeights, dim: int) -> torch.Tensor:
     return out
 
 
+def _runs_on(runs: _Runs, dev) -> _Runs:
+    f32 = torch.float32
+    return _Runs(
+        runs.start.to(dev), runs.partial_j.to(dev), runs.partial_w.to(dev, f32), runs.total.to(dev, f32)
+    )
+
+
+def _first_pass(part, acc, k: int, w: int, target, weight, runs) -> None:
+    """Add the weights of ``part`` (rows of codes) into ``acc``, a flat ``(rows, k, w)`` buffer.
+
+    Two equivalent ways; whichever touches fewer elements is used: once per pixel and phase, or
+    once per run of equal codes and its edges (label maps are piecewise constant).
+    """
+    n_rows, cols = part.shape
+    starts = torch.ones_like(part, dtype=torch.bool)
+    torch.ne(part[:, 1:], part[:, :-1], out=starts[:, 1:])
+    per_pixel = n_rows * cols * target.shape[0]
+    if runs is not None and _RUN_PATH != "never":
+        n_runs = int(starts.sum())
+        # each run element costs a gather besides its add; a pixel phase costs about one add
+        per_run = 2 * (n_runs * (2 * runs.partial_j.shape[0] + 4) + n_rows * w) + n_rows * cols // 4
+        if _RUN_PATH == "always" or per_run < per_pixel:
+            _runs_pass(part, starts, runs, acc, k, w)
+            return
+    flat = part.long() * w  # a new tensor: never write into the caller's labels
+    flat += (torch.arange(n_rows, device=part.device) * (k * w)).view(n_rows, 1)
+    previous = 0
+    for t in range(target.shape[0]):
+        flat += target[t] - previous
+        previous = target[t]
+        acc.index_add_(0, flat.view(-1), weight[t].expand(n_rows, cols).reshape(-1))
+
+
+def _runs_pass(part, starts, runs: _Runs, acc, k: int, w: int) -> None:
+    n_rows, cols = part.shape
+    dev = part.device
+    first = starts.view(-1).nonzero().squeeze(1)  # flat start of every run, in order
+    row = first // cols
+    a = first - row * cols
+    b = (torch.cat([first[1:], first.new_tensor([n_rows * cols])]) - row * cols).clamp_(max=cols)
+    base = (row * k + part.reshape(-1).index_select(0, first).long()) * w  # (row, code, output 0)
+    # outputs lying wholly inside a run get their whole weight
+    j0 = runs.start.index_select(0, a)
+    length = runs.start.index_select(0, b) - j0
+    run_of = torch.repeat_interleave(torch.arange(len(first), device=dev), length)
+    offset = (j0 - length.cumsum(0) + length).index_select(0, run_of)
+    j = torch.arange(len(run_of), device=dev).add_(offset)
+    acc.index_add_(0, base.index_select(0, run_of).add_(j), runs.total.index_select(0, j))
+    # outputs cut by a run's left edge get their weight from there on, minus that from its end on
+    for t in range(runs.partial_j.shape[0]):
+        pj, pw = runs.partial_j[t], runs.partial_w[t]
+        acc.index_add_(0, pj.index_select(0, a).add_(base), pw.index_select(0, a))
+        acc.index_add_(0, pj.index_select(0, b).add_(base), pw.index_select(0, b).neg_())
+
+
+#: "auto" picks the cheaper first pass; tests force "always" or "never" to check both agree.
+_RUN_PATH = "auto"
+
 #: Bytes of partial sums held at once; blocks of output rows keep the buffer this small, which
 #: keeps it in the allocator's reusable heap (no page faults) and in cache.
 _BLOCK_BYTES = 8 << 20
@@ -228,6 +336,7 @@ def _soft_from_codes(codes: torch.Tensor, py: _AxisPlan, px: _AxisPlan, num_clas
         codes = codes.index_select(2, px.used.to(dev))
     cols = codes.shape[2]
     target, weight = px.target.to(dev), px.weight.to(dev, f32)
+    runs = _runs_on(px.runs, dev) if px.runs is not None else None
     band_index, band_weight = py.band_index.to(dev), py.band_weight.to(dev, f32)
     used_rows = py.used.to(dev)
     rows_per_out = max(1.0, len(py.used) / h) + py.band_index.shape[1]
@@ -235,17 +344,10 @@ def _soft_from_codes(codes: torch.Tensor, py: _AxisPlan, px: _AxisPlan, num_clas
     for i0 in range(0, h, block):
         bags = band_index[i0 : i0 + block]
         lo, hi = int(bags.min()), int(bags.max()) + 1
-        part = codes.index_select(1, used_rows[lo:hi])
         rows = hi - lo
-        # flat position of (row, code, output column 0) in the (n * rows, k, w) accumulator
-        flat = part.contiguous().long() * w  # a new tensor: never write into the caller's labels
-        flat += (torch.arange(n * rows, device=dev) * (k * w)).view(n, rows, 1)
+        part = codes.index_select(1, used_rows[lo:hi]).reshape(n * rows, cols)
         acc = torch.zeros(n * rows * k * w, dtype=f32, device=dev)
-        previous = 0
-        for t in range(target.shape[0]):
-            flat += target[t] - previous
-            previous = target[t]
-            acc.index_add_(0, flat.view(-1), weight[t].expand(n, rows, cols).reshape(-1))
+        _first_pass(part, acc, k, w, target, weight, runs)
         bags = (bags - lo) + (torch.arange(n, device=dev) * rows).view(n, 1, 1)
         summed = torch.nn.functional.embedding_bag(
             bags.view(-1, bags.shape[-1]),
@@ -312,6 +414,8 @@ def soft_resized_crop(
     soft = _soft_from_codes(codes, py, px, num_classes)
     if kernel in NEGATIVE_LOBE_KERNELS:
         soft = _clamp_negative_lobes(soft)
+    else:  # sums of signed run terms can leave -1e-8 where the answer is 0
+        soft = soft.clamp_(min=0.0)
     return soft if batched else soft[0]
 
 
