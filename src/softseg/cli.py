@@ -34,6 +34,16 @@ def _size(text: str | None) -> tuple[int, int] | None:
     return h, w
 
 
+def _split(text: str, kind, option: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"{option} takes comma-separated values, got {text!r}") from None
+    if not values:
+        raise typer.BadParameter(f"{option} is empty")
+    return values
+
+
 def _fail(err: Exception) -> None:
     typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
@@ -168,16 +178,19 @@ def predict(
 
 @app.command(
     epilog="Example (the study of docs/results.md):\n\n"
-    "    softseg compare --dataset camvid --root ../shared/data/camvid --methods nearest mode soft "
-    "soft-area --factors 2 4 8 --seeds 0 1 2 --epochs 30 --out docs/results/camvid"
+    "    softseg compare --dataset camvid --root ../shared/data/camvid "
+    "--methods nearest,mode,soft,soft-area --factors 2,4,8 --seeds 0,1,2 --arch linknet "
+    "--epochs 20 --max-pixels 10800 --out docs/results/camvid"
 )
 def compare(
     out: Annotated[str, typer.Option(help="Grid directory (cells/, results.csv, summary.md, plots).")],
     dataset: Dataset = "synthetic",
     root: Root = None,
-    methods: Annotated[list[str], typer.Option(help="nearest, mode, soft, soft-<kernel>.")] = ["nearest", "soft"],  # noqa: B006
-    factors: Annotated[list[float], typer.Option(help="Down-sampling factors.")] = [4.0],  # noqa: B006
-    seeds: Annotated[list[int], typer.Option(help="Seeds per cell.")] = [0],  # noqa: B006
+    methods: Annotated[
+        str, typer.Option(help="Comma-separated: nearest, mode, soft, soft-KERNEL (e.g. soft-area).")
+    ] = "nearest,soft",
+    factors: Annotated[str, typer.Option(help="Comma-separated down-sampling factors.")] = "4",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
     max_pixels: Annotated[
         Optional[int], typer.Option(help="Train on random crops of at most this many pixels.")
     ] = None,
@@ -204,7 +217,8 @@ def compare(
         batch_size=batch_size, lr=lr, scale=tuple(scale), image_kernel=image_kernel,
         workers=workers, device=device, val_split=None, limit_train=limit_train,
     )  # fmt: skip
-    cells = grid(methods, factors, seeds)
+    methods_ = _split(methods, str, "--methods")
+    cells = grid(methods_, _split(factors, float, "--factors"), _split(seeds, int, "--seeds"))
     try:
         results = run_grid(
             cells, out,
@@ -215,20 +229,20 @@ def compare(
     rows = summarize(results)
     write_tables(results, out)
     plot_miou_vs_factor(rows, Path(out) / "miou_vs_factor.png")
-    if "soft" in methods and "nearest" in methods:
+    if "soft" in methods_ and "nearest" in methods_:
         plot_class_gains(rows, Path(out) / "class_gains.png")
     typer.echo((Path(out) / "summary.md").read_text())
 
 
 @app.command(
     epilog="Example:\n\n    softseg retention --dataset camvid --root ../shared/data/camvid "
-    "--split train --factor 4 --factor 8 --png retention.png"
+    "--split train --factors 4,8 --png retention.png"
 )
 def retention(
     dataset: Dataset = "synthetic",
     root: Root = None,
     split: str = "train",
-    factor: Annotated[list[float], typer.Option(help="Factors to report.")] = [4.0, 8.0],  # noqa: B006
+    factors: Annotated[str, typer.Option(help="Comma-separated factors to report.")] = "4,8",
     limit: Annotated[Optional[int], typer.Option(help="Use the first N label maps.")] = None,
     png: Annotated[Optional[str], typer.Option(help="Plot the last factor's table here.")] = None,
 ) -> None:
@@ -243,7 +257,7 @@ def retention(
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
     table = {}
-    for f in factor:
+    for f in _split(factors, float, "--factors"):
         table = dataset_retention(ds, f, limit=limit)
         typer.echo(f"factor {f:g}:\n{retention_table(table, ds.info.classes)}\n")
     if png:

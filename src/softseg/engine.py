@@ -136,11 +136,31 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting peak memory afresh (CUDA allocator; on Linux, the process's peak RSS)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident set
+    except OSError:
+        pass  # not Linux: the peak then counts from the start of the process
+
+
 def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory so far: CUDA allocations on a GPU, the process's peak resident set on the CPU."""
+    """Peak memory since :func:`reset_peak_memory`: CUDA allocations on a GPU; on the CPU the peak
+    resident set of this process (data-loader workers not included)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux and BSD: KiB
 
 
 @dataclass
@@ -405,8 +425,7 @@ def train(
         net = torch.compile(net)
     amp_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and amp_dtype == torch.float16)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
 
     record: dict[str, Any] = history[-1] if history else {}
     last_epoch = cfg.epochs if stop_after_epoch is None else min(cfg.epochs, stop_after_epoch)

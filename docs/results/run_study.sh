@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The CamVid study of docs/results.md: label methods x factors x seeds, one model and schedule for
+# every cell. Resumable: rerun it and finished cells are skipped (their result.json is kept), an
+# interrupted cell continues from its last epoch. Run from the project root with .venv built.
+#   bash docs/results/run_study.sh              # the whole grid (cheapest factors first)
+#   FACTORS="4" SEEDS="0" FACTORS_ONLY=1 bash docs/results/run_study.sh   # a part, e.g. one seed
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+FACTORS=${FACTORS:-"8 4 2"}
+SEEDS=${SEEDS:-"0,1,2"}
+for f in $FACTORS; do
+  .venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid \
+    --methods nearest,mode,soft,soft-area --factors "$f" --seeds "$SEEDS" \
+    --arch linknet --encoder resnet18 --epochs 20 --batch-size 8 --lr 1e-3 \
+    --max-pixels 10800 --workers 1 --device cpu --out docs/results/camvid
+done
+# factor 1 (native 360x480) trains on random 90x120 crops, the pixel count of a factor-4 frame
+if [ -z "${FACTORS_ONLY:-}" ]; then
+  .venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid \
+    --methods nearest,mode,soft,soft-area --factors 1 --seeds 0 \
+    --arch linknet --encoder resnet18 --epochs 20 --batch-size 8 --lr 1e-3 \
+    --max-pixels 10800 --workers 1 --device cpu --out docs/results/camvid
+fi
