@@ -16,6 +16,7 @@ demo: $(BIN)/.installed
 	$(BIN)/softseg demo
 
 test: $(BIN)/.installed
+	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
 
 bench: $(BIN)/.installed

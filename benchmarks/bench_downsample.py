@@ -50,7 +50,10 @@ def street_like_labels(shape, num_classes, seed=0):
         width = int(torch.randint(1, 4, (1,), generator=g))
         labels[H // 4 :, x : x + width] = int(torch.randint(0, num_classes, (1,), generator=g))
     for _ in range(6):  # void patches
-        y, x = int(torch.randint(0, H - 40, (1,), generator=g)), int(torch.randint(0, W - 60, (1,), generator=g))
+        y, x = (
+            int(torch.randint(0, H - 40, (1,), generator=g)),
+            int(torch.randint(0, W - 60, (1,), generator=g)),
+        )
         labels[y : y + 40, x : x + 60] = IGNORE
     return labels.to(torch.uint8 if num_classes < 255 else torch.int64)
 
@@ -59,7 +62,9 @@ def reference(labels, size, num_classes, mode, antialias):
     """The obvious way: a one-hot map at full resolution (ignore as a dropped extra channel)."""
     codes = labels.long().masked_fill(labels.long() == IGNORE, num_classes)
     onehot = F.one_hot(codes, num_classes + 1)[..., :num_classes].permute(2, 0, 1)[None].float()
-    extra = {"antialias": antialias, "align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    extra = (
+        {"antialias": antialias, "align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    )
     return F.interpolate(onehot, size=size, mode=mode, **extra)[0]
 
 

@@ -26,7 +26,12 @@ def samples_per_second(ds, method, args) -> float:
     _, label, _ = ds[0]
     crop = tuple(-(-s // int(args.factor)) for s in label.shape[-2:])
     transform = TrainTransform(
-        info.num_classes, args.factor, crop, label_method=method, scale_range=(0.75, 1.5), jitter=0.1
+        info.num_classes,
+        args.factor,
+        crop,
+        label_method=method,
+        scale_range=(0.75, 1.5),
+        jitter=0.1,
     )
     loader = DataLoader(
         AugmentedDataset(ds, transform, seed=0), batch_size=args.batch_size,

@@ -31,8 +31,11 @@ def fake_result(cell: Cell) -> dict:
     miou = base - cell.factor + cell.seed
     return {
         "miou": miou,
-        "per_class": {"road": miou + 10, "pole": None if cell.seed == 0 else miou - 20,
-                      "sky": miou},  # fmt: skip
+        "per_class": {
+            "road": miou + 10,
+            "pole": None if cell.seed == 0 else miou - 20,
+            "sky": miou,
+        },  # fmt: skip
         "train_time_s": 10.0 * cell.factor + cell.seed,
         "epoch_time_s": 1.0 * cell.factor,
         "peak_memory_mb": 100.0 + cell.seed,
@@ -75,8 +78,13 @@ def test_cell_key_is_filesystem_safe():
 
 @pytest.mark.parametrize(
     "args, word",
-    [(("", 2, 0), "method"), (("soft", 0, 0), "factor"), (("soft", "x", 0), "factor"),
-     (("soft", 2, 1.5), "seed"), (("soft", float("nan"), 0), "factor")],  # fmt: skip
+    [
+        (("", 2, 0), "method"),
+        (("soft", 0, 0), "factor"),
+        (("soft", "x", 0), "factor"),
+        (("soft", 2, 1.5), "seed"),
+        (("soft", float("nan"), 0), "factor"),
+    ],  # fmt: skip
 )
 def test_cell_rejects_bad_fields(args, word):
     with pytest.raises(ValueError, match=word):
@@ -141,9 +149,12 @@ def test_failed_cell_is_reported_and_retried(tmp_path, caplog, capsys):
 
 @pytest.mark.parametrize(
     "bad, message",
-    [({"miou": 50.0}, "lacks"), ("oops", "expected a dict"),
-     ({**fake_result(Cell("soft", 2, 0)), "miou": 0.5e3}, r"\[0, 100\]"),
-     ({**fake_result(Cell("soft", 2, 0)), "per_class": {"road": "x"}}, "non-numeric")],  # fmt: skip
+    [
+        ({"miou": 50.0}, "lacks"),
+        ("oops", "expected a dict"),
+        ({**fake_result(Cell("soft", 2, 0)), "miou": 0.5e3}, r"\[0, 100\]"),
+        ({**fake_result(Cell("soft", 2, 0)), "per_class": {"road": "x"}}, "non-numeric"),
+    ],  # fmt: skip
 )
 def test_invalid_result_counts_as_failure(tmp_path, bad, message):
     with pytest.raises(RuntimeError, match=message):

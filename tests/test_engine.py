@@ -25,8 +25,22 @@ SMALL = dict(
     epochs=2,
     scale=(0.75, 1.25),
 )
-CLI_DATA = ["--dataset", "synthetic", "--limit-train", "8", "--limit-val", "2", "--factor", "8",
-            "--arch", "tiny", "--batch-size", "4", "--workers", "0"]
+CLI_DATA = [
+    "--dataset",
+    "synthetic",
+    "--limit-train",
+    "8",
+    "--limit-val",
+    "2",
+    "--factor",
+    "8",
+    "--arch",
+    "tiny",
+    "--batch-size",
+    "4",
+    "--workers",
+    "0",
+]
 
 
 def weights(run_dir):
@@ -44,12 +58,12 @@ def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
     train(straight, progress=False)
     half = replace(straight, out=str(tmp_path / "b"))
     train(half, progress=False, stop_after_epoch=1)
-    first = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    first = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in first] == [1]
     train(half, resume=True, progress=False)
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
-    log_a = [json.loads(l) for l in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    log_b = [json.loads(l) for l in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    log_a = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    log_b = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert [r["train_loss"] for r in log_a] == [r["train_loss"] for r in log_b]
     assert [r["val_miou"] for r in log_a] == [r["val_miou"] for r in log_b]
 
@@ -82,12 +96,17 @@ def test_empty_batch_and_bad_label_method(tmp_path):
     with pytest.raises(ValueError, match="fewer than one batch"):
         train(TrainConfig(out=str(tmp_path / "a"), **(SMALL | {"batch_size": 64})), progress=False)
     with pytest.raises(ValueError, match="label_method"):
-        train(TrainConfig(out=str(tmp_path / "b"), **(SMALL | {"labels": "blurry"})), progress=False)
+        train(
+            TrainConfig(out=str(tmp_path / "b"), **(SMALL | {"labels": "blurry"})), progress=False
+        )
 
 
 @pytest.mark.parametrize("labels", ["nearest", "mode"])
 def test_hard_label_methods_train(tmp_path, labels):
-    record = train(TrainConfig(out=str(tmp_path / labels), **(SMALL | {"epochs": 1, "labels": labels})), progress=False)
+    record = train(
+        TrainConfig(out=str(tmp_path / labels), **(SMALL | {"epochs": 1, "labels": labels})),
+        progress=False,
+    )
     assert record["epoch"] == 1 and 0 <= record["val_miou"] <= 100
 
 
@@ -97,9 +116,10 @@ def test_eval_and_predict(tmp_path):
     result = evaluate_run(run, split="val", progress=False)
     assert 0 <= result["miou"] <= 100 and len(result["per_class"]) == 11
     assert result["epoch"] == 1
+    from PIL import Image
+
     from softseg.data import SyntheticStreets
     from softseg.predict import predict_paths
-    from PIL import Image
 
     image, _, _ = SyntheticStreets(1, size=(48, 96))[0]
     Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "x.png")
@@ -110,14 +130,20 @@ def test_eval_and_predict(tmp_path):
 
 def _softseg(*args, **kw):
     return subprocess.Popen(
-        [sys.executable, "-m", "softseg", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **kw
+        [sys.executable, "-m", "softseg", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **kw,
     )
 
 
 def test_cli_resume_after_kill_matches_uninterrupted_run(tmp_path):
     common = CLI_DATA + ["--epochs", "3", "--seed", "3"]
-    subprocess.run([sys.executable, "-m", "softseg", "train", "--out", str(tmp_path / "a"), *common],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "softseg", "train", "--out", str(tmp_path / "a"), *common],
+        check=True,
+        capture_output=True,
+    )
     proc = _softseg("train", "--out", str(tmp_path / "b"), *common)
     log = tmp_path / "b" / "metrics.jsonl"
     deadline = time.time() + 120
@@ -127,20 +153,50 @@ def test_cli_resume_after_kill_matches_uninterrupted_run(tmp_path):
     proc.wait()
     done = log.read_text().count("\n")
     assert 1 <= done <= 3
-    subprocess.run([sys.executable, "-m", "softseg", "train", "--out", str(tmp_path / "b"), *common, "--resume"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "softseg",
+            "train",
+            "--out",
+            str(tmp_path / "b"),
+            *common,
+            "--resume",
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
     assert not [p for p in (tmp_path / "b").iterdir() if p.name.endswith(".tmp")]
 
 
 def test_cli_eval_json_contract(tmp_path):
     run = tmp_path / "r"
-    subprocess.run([sys.executable, "-m", "softseg", "train", "--out", str(run), *CLI_DATA, "--epochs", "1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "softseg", "train", "--out", str(run), *CLI_DATA, "--epochs", "1"],
+        check=True,
+        capture_output=True,
+    )
     out = subprocess.run(
-        [sys.executable, "-m", "softseg", "eval", str(run), "--dataset", "synthetic", "--split", "val",
-         "--limit", "2", "--json", str(tmp_path / "s.json")],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "softseg",
+            "eval",
+            str(run),
+            "--dataset",
+            "synthetic",
+            "--split",
+            "val",
+            "--limit",
+            "2",
+            "--json",
+            str(tmp_path / "s.json"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     scores = json.loads((tmp_path / "s.json").read_text())
     assert 0 <= scores["miou"] <= 100 and set(scores["per_class"]) >= {"pole", "sky"}
@@ -148,19 +204,52 @@ def test_cli_eval_json_contract(tmp_path):
 
 
 def test_cli_reports_bad_input_cleanly(tmp_path):
-    res = subprocess.run([sys.executable, "-m", "softseg", "train", "--out", str(tmp_path / "r"),
-                          "--dataset", "camvid", "--root", str(tmp_path / "missing")],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "softseg",
+            "train",
+            "--out",
+            str(tmp_path / "r"),
+            "--dataset",
+            "camvid",
+            "--root",
+            str(tmp_path / "missing"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "missing" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     res = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29531",
-         "-m", "softseg", "train", "--out", str(tmp_path / "ddp"), *CLI_DATA, "--epochs", "1", "--device", "cpu"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            "29531",
+            "-m",
+            "softseg",
+            "train",
+            "--out",
+            str(tmp_path / "ddp"),
+            *CLI_DATA,
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    log = [json.loads(l) for l in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1] and 0 <= log[0]["val_miou"] <= 100

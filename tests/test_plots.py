@@ -74,9 +74,13 @@ def test_colorize_clips_negative_lobes():
 
 @pytest.mark.parametrize(
     "x, message",
-    [(torch.tensor([[0, 3]]), "label value 3"), (torch.zeros(2, 2), "integer"),
-     (torch.zeros(4, 2, 2), "4 classes"), (torch.zeros(2), "shape"),
-     (torch.zeros(3, 2, 2, dtype=torch.long), "float")],  # fmt: skip
+    [
+        (torch.tensor([[0, 3]]), "label value 3"),
+        (torch.zeros(2, 2), "integer"),
+        (torch.zeros(4, 2, 2), "4 classes"),
+        (torch.zeros(2), "shape"),
+        (torch.zeros(3, 2, 2, dtype=torch.long), "float"),
+    ],  # fmt: skip
 )
 def test_colorize_errors(x, message):
     with pytest.raises(ValueError, match=message):

@@ -778,8 +778,12 @@ def test_run_and_pixel_first_passes_agree(monkeypatch_module, data, convention, 
     antialias = data.draw(st.booleans()) if convention == "torch" else True
     box = (0.0, 0.0, float(H), float(W))
     if crop:
-        box = (data.draw(st.floats(-5, H)), data.draw(st.floats(-5, W)),
-               data.draw(st.floats(0.5, H + 5)), data.draw(st.floats(0.5, W + 5)))
+        box = (
+            data.draw(st.floats(-5, H)),
+            data.draw(st.floats(-5, W)),
+            data.draw(st.floats(0.5, H + 5)),
+            data.draw(st.floats(0.5, W + 5)),
+        )
     out = {}
     for path in ("never", "always"):
         monkeypatch_module.setattr(R, "_RUN_PATH", path)

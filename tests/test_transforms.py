@@ -3,15 +3,17 @@
 import pytest
 import torch
 
-from softseg.transforms import MEAN, STD, EvalTransform, TrainTransform, sample_generator
 from softseg.sparse import dense_from_topk
+from softseg.transforms import MEAN, STD, EvalTransform, TrainTransform, sample_generator
 
 C = 5
 
 
 def scene(seed=0):
     g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, C, (9, 12), generator=g).repeat_interleave(7, 0).repeat_interleave(6, 1)
+    labels = (
+        torch.randint(0, C, (9, 12), generator=g).repeat_interleave(7, 0).repeat_interleave(6, 1)
+    )
     labels[:, 20] = 2  # a 1-pixel pole
     palette = torch.rand(C, 3, generator=g)
     image = palette[labels].permute(2, 0, 1)  # colour is a function of the label
@@ -31,7 +33,9 @@ def test_soft_label_explains_the_image_after_every_transform(kernel, index):
     x = unnormalize(x)
     mass = y.sum(0)
     # every output pixel's colour = its class mixture of palette colours + padding in the mean colour
-    expected = torch.einsum("chw,cd->dhw", y, palette) + (1 - mass) * torch.tensor(MEAN).view(3, 1, 1)
+    expected = torch.einsum("chw,cd->dhw", y, palette) + (1 - mass) * torch.tensor(MEAN).view(
+        3, 1, 1
+    )
     assert torch.allclose(x, expected, atol=1e-5)
     assert (mass <= 1 + 1e-5).all() and (y >= 0).all()
 
@@ -43,13 +47,17 @@ def test_padding_is_ignored_mass_and_mean_colour():
     mass = y.sum(0)
     assert (mass < 1e-6).float().mean() > 0.5  # most of the window is padding
     pad = mass < 1e-6
-    assert torch.allclose(unnormalize(x)[:, pad], torch.tensor(MEAN).view(3, 1).expand(3, int(pad.sum())), atol=1e-5)
+    assert torch.allclose(
+        unnormalize(x)[:, pad], torch.tensor(MEAN).view(3, 1).expand(3, int(pad.sum())), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("method", ["nearest", "mode"])
 def test_hard_methods_use_the_same_box(method):
     image, labels, palette = scene()
-    t = TrainTransform(C, 2.0, (16, 16), label_method=method, image_kernel="nearest", scale_range=(0.7, 1.4))
+    t = TrainTransform(
+        C, 2.0, (16, 16), label_method=method, image_kernel="nearest", scale_range=(0.7, 1.4)
+    )
     x, y = t(image, labels, sample_generator(3, 0, 5))
     assert y.dtype == torch.int64 and y.shape == (16, 16)
     valid = y != 255

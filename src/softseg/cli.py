@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -21,7 +21,7 @@ app = typer.Typer(
 Dataset = Annotated[
     str, typer.Option(help="camvid, cityscapes, ade20k, mapillary, folder or synthetic.")
 ]
-Root = Annotated[Optional[str], typer.Option(help="Dataset directory (not needed for synthetic).")]
+Root = Annotated[str | None, typer.Option(help="Dataset directory (not needed for synthetic).")]
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -62,19 +62,28 @@ def train(
     root: Root = None,
     factor: Annotated[float, typer.Option(help="Down-sampling factor of the frames.")] = 4.0,
     crop: Annotated[
-        Optional[str], typer.Option(help="Training window HxW at the reduced size (default: frame/factor).")
+        str | None,
+        typer.Option(help="Training window HxW at the reduced size (default: frame/factor)."),
     ] = None,
-    labels: Annotated[str, typer.Option(help="Label down-sampling: soft, nearest or mode.")] = "soft",
-    image_kernel: Annotated[str, typer.Option(help="Image kernel: bilinear, bicubic, area, nearest.")] = "bilinear",
+    labels: Annotated[
+        str, typer.Option(help="Label down-sampling: soft, nearest or mode.")
+    ] = "soft",
+    image_kernel: Annotated[
+        str, typer.Option(help="Image kernel: bilinear, bicubic, area, nearest.")
+    ] = "bilinear",
     label_kernel: Annotated[
-        Optional[str], typer.Option(help="Soft-label kernel (default: the image kernel).")
+        str | None, typer.Option(help="Soft-label kernel (default: the image kernel).")
     ] = None,
     antialias: Annotated[bool, typer.Option(help="Antialias when shrinking.")] = True,
     scale: Annotated[tuple[float, float], typer.Option(help="Random scale range.")] = (0.75, 1.5),
     hflip: Annotated[bool, typer.Option(help="Random horizontal flips.")] = True,
     jitter: Annotated[float, typer.Option(help="Colour jitter strength (image only).")] = 0.1,
-    topk: Annotated[Optional[int], typer.Option(help="Keep soft labels as top-k sparse targets.")] = None,
-    arch: Annotated[str, typer.Option(help="Model architecture (unet, fpn, deeplabv3plus, tiny, ...).")] = "unet",
+    topk: Annotated[
+        int | None, typer.Option(help="Keep soft labels as top-k sparse targets.")
+    ] = None,
+    arch: Annotated[
+        str, typer.Option(help="Model architecture (unet, fpn, deeplabv3plus, tiny, ...).")
+    ] = "unet",
     encoder: Annotated[str, typer.Option(help="smp encoder (no pretrained weights).")] = "resnet18",
     epochs: int = 10,
     batch_size: int = 8,
@@ -92,9 +101,15 @@ def train(
     eval_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = 1,
     train_split: str = "train",
     val_split: Annotated[str, typer.Option(help="Validation split ('' to skip).")] = "val",
-    limit_train: Annotated[Optional[int], typer.Option(help="Use only the first N training images.")] = None,
-    limit_val: Annotated[Optional[int], typer.Option(help="Use only the first N validation images.")] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")] = False,
+    limit_train: Annotated[
+        int | None, typer.Option(help="Use only the first N training images.")
+    ] = None,
+    limit_val: Annotated[
+        int | None, typer.Option(help="Use only the first N validation images.")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out from its checkpoint.")
+    ] = False,
 ) -> None:
     """Train a model with soft, nearest or mode labels at a reduced resolution."""
     from .engine import TrainConfig
@@ -133,20 +148,26 @@ def _print_table(result: dict) -> None:
 )
 def eval_(
     run_dir: Annotated[str, typer.Argument(help="A directory written by softseg train.")],
-    dataset: Annotated[Optional[str], typer.Option(help="Dataset (default: the run's).")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset (default: the run's).")] = None,
     root: Root = None,
     split: str = "val",
-    factor: Annotated[Optional[float], typer.Option(help="Input factor (default: the run's).")] = None,
-    json_path: Annotated[Optional[str], typer.Option("--json", help="Write the scores here.")] = None,
+    factor: Annotated[float | None, typer.Option(help="Input factor (default: the run's).")] = None,
+    json_path: Annotated[str | None, typer.Option("--json", help="Write the scores here.")] = None,
     device: str = "auto",
-    limit: Annotated[Optional[int], typer.Option(help="Score only the first N images.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Score only the first N images.")] = None,
 ) -> None:
     """Score a run's checkpoint at the original label resolution; prints a per-class table."""
     from .engine import atomic_write_text, evaluate_run
 
     try:
         result = evaluate_run(
-            run_dir, dataset=dataset, root=root, split=split, factor=factor, device=device, limit=limit
+            run_dir,
+            dataset=dataset,
+            root=root,
+            split=split,
+            factor=factor,
+            device=device,
+            limit=limit,
         )
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
@@ -183,16 +204,19 @@ def predict(
     "--epochs 20 --max-pixels 10800 --out docs/results/camvid"
 )
 def compare(
-    out: Annotated[str, typer.Option(help="Grid directory (cells/, results.csv, summary.md, plots).")],
+    out: Annotated[
+        str, typer.Option(help="Grid directory (cells/, results.csv, summary.md, plots).")
+    ],
     dataset: Dataset = "synthetic",
     root: Root = None,
     methods: Annotated[
-        str, typer.Option(help="Comma-separated: nearest, mode, soft, soft-KERNEL (e.g. soft-area).")
+        str,
+        typer.Option(help="Comma-separated: nearest, mode, soft, soft-KERNEL (e.g. soft-area)."),
     ] = "nearest,soft",
     factors: Annotated[str, typer.Option(help="Comma-separated down-sampling factors.")] = "4",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
     max_pixels: Annotated[
-        Optional[int], typer.Option(help="Train on random crops of at most this many pixels.")
+        int | None, typer.Option(help="Train on random crops of at most this many pixels.")
     ] = None,
     arch: str = "unet",
     encoder: str = "resnet18",
@@ -204,7 +228,7 @@ def compare(
     workers: int = 2,
     device: str = "auto",
     eval_split: str = "val",
-    limit_train: Optional[int] = None,
+    limit_train: int | None = None,
 ) -> None:
     """Run a grid of label methods x factors x seeds, resumable cell by cell, with tables and plots."""
     from .compare import grid, run_grid, summarize, write_tables
@@ -243,8 +267,8 @@ def retention(
     root: Root = None,
     split: str = "train",
     factors: Annotated[str, typer.Option(help="Comma-separated factors to report.")] = "4,8",
-    limit: Annotated[Optional[int], typer.Option(help="Use the first N label maps.")] = None,
-    png: Annotated[Optional[str], typer.Option(help="Plot the last factor's table here.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use the first N label maps.")] = None,
+    png: Annotated[str | None, typer.Option(help="Plot the last factor's table here.")] = None,
 ) -> None:
     """How much of each class's mass nearest, mode and soft down-sampling keep."""
     from .data import build_dataset

@@ -51,18 +51,24 @@ def run_demo(
     echo(f"== 1. Class mass kept by each label down-sampling ({len(val)} synthetic scenes) ==")
     for f in sorted({factor, 2 * factor}):
         table = dataset_retention(val, f)
-        echo(f"\nfactor {f:g} ({val[0][1].shape[-2] // int(f)}x{val[0][1].shape[-1] // int(f)} labels):")
+        echo(
+            f"\nfactor {f:g} ({val[0][1].shape[-2] // int(f)}x{val[0][1].shape[-1] // int(f)} labels):"
+        )
         echo(retention_table(table, classes))
         png = plot_retention(table, classes, out / f"retention_x{f:g}.png")
         echo(f"wrote {png}")
 
-    echo(f"\n== 2. Training with nearest vs soft labels at factor {factor:g} ({arch}, {epochs} epochs) ==")
+    echo(
+        f"\n== 2. Training with nearest vs soft labels at factor {factor:g} ({arch}, {epochs} epochs) =="
+    )
     base = TrainConfig(
         dataset="synthetic", arch=arch, encoder=encoder, epochs=epochs, batch_size=8, lr=3e-3,
         workers=workers, device="cpu", val_split=None, limit_train=train_images,
     )  # fmt: skip
     cells = grid(["nearest", "soft"], [factor], [0])
-    results = run_grid(cells, out / "compare", lambda c, d: train_cell(base, c, d, progress=progress))
+    results = run_grid(
+        cells, out / "compare", lambda c, d: train_cell(base, c, d, progress=progress)
+    )
     rows = summarize(results)
     tables = write_tables(results, out / "compare")
     echo((out / "compare" / "summary.md").read_text())
@@ -78,6 +84,10 @@ def run_demo(
     ]
     for cell in cells:
         cfg, model, _ = load_run(out / "compare" / "cells" / cell.key / "run")
-        panels.append((f"prediction ({cell.method})", predict_image(model, cfg, image, torch.device("cpu"))))
-    echo(f"wrote {plot_label_panel(image, panels, list(val.info.colors), out / 'labels_and_predictions.png')}")
+        panels.append(
+            (f"prediction ({cell.method})", predict_image(model, cfg, image, torch.device("cpu")))
+        )
+    echo(
+        f"wrote {plot_label_panel(image, panels, list(val.info.colors), out / 'labels_and_predictions.png')}"
+    )
     return {"rows": rows, "image": name}

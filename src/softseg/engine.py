@@ -17,10 +17,11 @@ import os
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -375,7 +376,9 @@ def train(
     divisor = required_divisor(model)
     crop = cfg.crop or default_crop(train_ds, cfg.factor, divisor)
     if crop[0] % divisor or crop[1] % divisor:
-        raise ValueError(f"crop {crop} must be a multiple of {divisor} for {cfg.arch}/{cfg.encoder}")
+        raise ValueError(
+            f"crop {crop} must be a multiple of {divisor} for {cfg.arch}/{cfg.encoder}"
+        )
     transform = TrainTransform(
         info.num_classes, cfg.factor, crop, label_method=cfg.labels,
         image_kernel=cfg.image_kernel, label_kernel=cfg.label_kernel, antialias=cfg.antialias,
@@ -423,7 +426,11 @@ def train(
         )
     if cfg.compile:
         net = torch.compile(net)
-    amp_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = (
+        torch.bfloat16
+        if device.type == "cuda" and torch.cuda.is_bf16_supported()
+        else torch.float16
+    )
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and amp_dtype == torch.float16)
     reset_peak_memory(device)
 
@@ -476,7 +483,9 @@ def train(
                 net, val_ds, cfg.factor, image_kernel=cfg.image_kernel, antialias=cfg.antialias,
                 device=device, dist_info=di, progress=progress, desc=f"val {cfg.val_split}",
             )  # fmt: skip
-            record |= {f"val_{k}": v for k, v in scores.items() if k in ("miou", "pixel_acc", "mean_acc")}
+            record |= {
+                f"val_{k}": v for k, v in scores.items() if k in ("miou", "pixel_acc", "mean_acc")
+            }
             record["val_per_class"] = scores.get("per_class")
         history.append(record)
         if di.main:
@@ -494,7 +503,11 @@ def train(
             )
             atomic_write_text(out / METRICS_LOG, _history_lines(history))
             if progress:
-                shown = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in record.items() if k != "val_per_class"}
+                shown = {
+                    k: (round(v, 4) if isinstance(v, float) else v)
+                    for k, v in record.items()
+                    if k != "val_per_class"
+                }
                 tqdm.write(json.dumps(shown))
     if di.world > 1:
         dist.barrier()
@@ -507,7 +520,9 @@ def load_run(run_dir: str | Path, device: torch.device | str = "cpu"):
     run_dir = Path(run_dir)
     for name in (CONFIG, CHECKPOINT):
         if not (run_dir / name).exists():
-            raise FileNotFoundError(f"{run_dir / name} not found: is {run_dir} a softseg run directory?")
+            raise FileNotFoundError(
+                f"{run_dir / name} not found: is {run_dir} a softseg run directory?"
+            )
     cfg = TrainConfig.from_dict(json.loads((run_dir / CONFIG).read_text()))
     state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
     model = build_model(cfg, int(state["num_classes"]))
@@ -559,5 +574,7 @@ def predict_image(model, cfg: TrainConfig, image: torch.Tensor, device) -> torch
     """Class map ``(H, W)`` at the image's own resolution for a uint8 image ``(3, H, W)``."""
     x, _ = EvalTransform(cfg.factor, cfg.image_kernel, cfg.antialias)(image, torch.zeros(1, 1))
     logits = predict_logits(model, x[None].to(device), required_divisor(_unwrap(model)))
-    logits = F.interpolate(logits.float(), size=image.shape[-2:], mode="bilinear", align_corners=False)
+    logits = F.interpolate(
+        logits.float(), size=image.shape[-2:], mode="bilinear", align_corners=False
+    )
     return logits.argmax(1)[0].cpu()

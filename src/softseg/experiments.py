@@ -33,7 +33,9 @@ def method_options(method: str) -> dict[str, Any]:
     )
 
 
-def crop_for(frame: tuple[int, int], factor: float, max_pixels: int | None) -> tuple[int, int] | None:
+def crop_for(
+    frame: tuple[int, int], factor: float, max_pixels: int | None
+) -> tuple[int, int] | None:
     """A window of at most ``max_pixels`` with the frame's aspect ratio, or None for whole frames."""
     h, w = frame[0] / factor, frame[1] / factor
     if max_pixels is None or h * w <= max_pixels:
@@ -53,7 +55,9 @@ def train_cell(
 ) -> dict[str, Any]:
     """Train (or finish training) one cell and score it at the full label resolution."""
     run_dir = cell_dir / "run"
-    cfg = replace(base, out=str(run_dir), factor=cell.factor, seed=cell.seed, **method_options(cell.method))
+    cfg = replace(
+        base, out=str(run_dir), factor=cell.factor, seed=cell.seed, **method_options(cell.method)
+    )
     if cfg.crop is None and max_pixels is not None:
         _, label, _ = load_split(cfg, cfg.train_split, 1)[0]
         cfg = replace(cfg, crop=crop_for(tuple(label.shape[-2:]), cell.factor, max_pixels))
@@ -87,7 +91,9 @@ def dataset_retention(
     for i in range(n):
         _, label, _ = dataset[i]
         size = (max(1, round(label.shape[-2] / factor)), max(1, round(label.shape[-1] / factor)))
-        shares = class_retention(label, size, info.num_classes, methods, ignore_index=info.ignore_index)
+        shares = class_retention(
+            label, size, info.num_classes, methods, ignore_index=info.ignore_index
+        )
         # class_retention gives kept / true mass per image: weight by the true mass to pool
         true_mass = soft_downsample(label, size, info.num_classes, ignore_index=info.ignore_index)
         true_mass = true_mass.double().sum((-1, -2))
@@ -95,6 +101,6 @@ def dataset_retention(
             kept[m] += torch.nan_to_num(shares[m]) * true_mass
         mass += true_mass
     return {
-        m: [None if t == 0 else 100.0 * float(k / t) for k, t in zip(kept[m], mass)] for m in methods
+        m: [None if t == 0 else 100.0 * float(k / t) for k, t in zip(kept[m], mass, strict=True)]
+        for m in methods
     }
-

@@ -28,8 +28,9 @@ images as a fill value.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -190,7 +191,9 @@ def _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners)
         a = f32(-0.75)
         near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1  # noqa: E731
         far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a  # noqa: E731
-        index, weight = _band(x0.astype(np.int64) - 1, [far(t + 1), near(t), near(1 - t), far(2 - t)])
+        index, weight = _band(
+            x0.astype(np.int64) - 1, [far(t + 1), near(t), near(1 - t), far(2 - t)]
+        )
     else:
         raise AssertionError(kernel)
     return np.clip(index, lo, hi - 1), weight

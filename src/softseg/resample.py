@@ -13,9 +13,9 @@ Shapes follow torchvision: labels ``(H, W)`` or ``(N, H, W)``, images ``(..., C,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -64,14 +64,18 @@ def as_label_tensor(labels: torch.Tensor | np.ndarray) -> torch.Tensor:
     """
     if isinstance(labels, np.ndarray):
         if not np.issubdtype(labels.dtype, np.integer):
-            raise ValueError(f"labels must hold integers, got a numpy array of dtype {labels.dtype}")
+            raise ValueError(
+                f"labels must hold integers, got a numpy array of dtype {labels.dtype}"
+            )
         if labels.dtype not in (np.uint8, np.int8, np.int16, np.int32, np.int64):
             labels = labels.astype(np.int64)
         if any(stride < 0 for stride in labels.strides):  # flipped views: torch refuses them
             labels = labels.copy()
         labels = torch.from_numpy(labels)
     if not isinstance(labels, torch.Tensor):
-        raise TypeError(f"labels must be a torch.Tensor or numpy array, got {type(labels).__name__}")
+        raise TypeError(
+            f"labels must be a torch.Tensor or numpy array, got {type(labels).__name__}"
+        )
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(
             f"labels must hold integer class indices, got dtype {labels.dtype}; "
@@ -84,7 +88,9 @@ def as_label_tensor(labels: torch.Tensor | np.ndarray) -> torch.Tensor:
     return labels if labels.dtype in _TORCH_LABEL_DTYPES else labels.long()
 
 
-def _checked_codes(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
+def _checked_codes(
+    labels: torch.Tensor, num_classes: int, ignore_index: int | None
+) -> torch.Tensor:
     """Labels with the ignore value replaced by ``num_classes`` (the spare channel), checked."""
     if num_classes <= 0:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
@@ -208,7 +214,9 @@ def _run_form(rows, slot, merged, n_out: int, n_used: int) -> _Runs | None:
     partial_w = np.where(inside, suffix[partial_j, x[:, None]], 0.0)
     t = torch.from_numpy
     partial_j = np.ascontiguousarray(np.where(inside, partial_j, 0).T)
-    return _Runs(t(start), t(partial_j), t(np.ascontiguousarray(partial_w.T)), t(suffix[:, 0].copy()))
+    return _Runs(
+        t(start), t(partial_j), t(np.ascontiguousarray(partial_w.T)), t(suffix[:, 0].copy())
+    )
 
 
 @lru_cache(maxsize=256)
@@ -256,7 +264,10 @@ def _dense_pass(x: torch.Tensor, aw: AxisWeights, dim: int) -> torch.Tensor:
 def _runs_on(runs: _Runs, dev) -> _Runs:
     f32 = torch.float32
     return _Runs(
-        runs.start.to(dev), runs.partial_j.to(dev), runs.partial_w.to(dev, f32), runs.total.to(dev, f32)
+        runs.start.to(dev),
+        runs.partial_j.to(dev),
+        runs.partial_w.to(dev, f32),
+        runs.total.to(dev, f32),
     )
 
 

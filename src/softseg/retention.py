@@ -9,7 +9,7 @@ nearest and mode lose most on thin and small classes.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

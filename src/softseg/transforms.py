@@ -129,7 +129,9 @@ class TrainTransform:
         """The random crop box in input pixels for a ``height x width`` frame."""
         lo, hi = self.scale_range
         # log-uniform, so that 0.5 and 2 are equally likely around 1
-        s = math.exp(math.log(lo) + (math.log(hi) - math.log(lo)) * float(torch.rand(1, generator=g)))
+        s = math.exp(
+            math.log(lo) + (math.log(hi) - math.log(lo)) * float(torch.rand(1, generator=g))
+        )
         px = self.factor / s  # input pixels per output pixel
         ch, cw = self.crop_size
         full_h, full_w = height / px, width / px
@@ -190,7 +192,9 @@ class EvalTransform:
     image_kernel: str = "bilinear"
     antialias: bool = True
 
-    def __call__(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, image: torch.Tensor, label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         H, W = image.shape[-2:]
         size = (max(1, round(H / self.factor)), max(1, round(W / self.factor)))
         x = resized_crop_image(
