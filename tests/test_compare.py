@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from softseg import compare
+from softseg import atomic
 from softseg.compare import (
     Cell,
     compare_to_baseline,
@@ -201,15 +201,15 @@ def test_unreadable_result_is_run_again(tmp_path):
 # --------------------------------------------------------------------------- atomic writes
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     path = tmp_path / "out.txt"
-    compare.atomic_write_text(path, "old")
+    atomic.atomic_write_text(path, "old")
     assert path.read_text() == "old"
 
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(compare.os, "replace", broken_replace)
+    monkeypatch.setattr(atomic.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
-        compare.atomic_write_text(path, "new")
+        atomic.atomic_write_text(path, "new")
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["out.txt"]  # the temporary file is gone
 

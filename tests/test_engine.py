@@ -58,12 +58,18 @@ def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
     train(straight, progress=False)
     half = replace(straight, out=str(tmp_path / "b"))
     train(half, progress=False, stop_after_epoch=1)
-    first = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    first = [
+        json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["epoch"] for r in first] == [1]
     train(half, resume=True, progress=False)
     assert_same_weights(weights(tmp_path / "a"), weights(tmp_path / "b"))
-    log_a = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
-    log_b = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    log_a = [
+        json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    ]
+    log_b = [
+        json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["train_loss"] for r in log_a] == [r["train_loss"] for r in log_b]
     assert [r["val_miou"] for r in log_a] == [r["val_miou"] for r in log_b]
 
@@ -251,5 +257,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
         timeout=300,
     )
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    log = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    log = [
+        json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [r["epoch"] for r in log] == [1] and 0 <= log[0]["val_miou"] <= 100

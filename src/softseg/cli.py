@@ -157,7 +157,8 @@ def eval_(
     limit: Annotated[int | None, typer.Option(help="Score only the first N images.")] = None,
 ) -> None:
     """Score a run's checkpoint at the original label resolution; prints a per-class table."""
-    from .engine import atomic_write_text, evaluate_run
+    from .atomic import atomic_write_text
+    from .engine import evaluate_run
 
     try:
         result = evaluate_run(

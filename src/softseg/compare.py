@@ -34,18 +34,17 @@ import re
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_text
+
 __all__ = [
     "BASELINE",
     "REQUIRED_KEYS",
     "Cell",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "compare_to_baseline",
     "grid",
     "load_results",
@@ -69,37 +68,6 @@ TIMING_FIELDS = ("train_time_s", "epoch_time_s", "peak_memory_mb")
 VERDICT_LARGER = "larger than noise"
 VERDICT_WITHIN = "within noise"
 VERDICT_NA = "n/a"
-
-
-# --------------------------------------------------------------------------- atomic files
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
-
-    The bytes go to a uniquely named temporary file in the same directory (``os.replace`` is only
-    atomic within one file system), are flushed to disk, then renamed over ``path``. On any error
-    the temporary file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    # os.open with mode 0o666 lets the umask decide the permissions, as for an ordinary file
-    # (tempfile would create it 0o600 and the result would stay private after the rename)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- cells

@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.ticker import NullLocator  # noqa: E402
 
-from .compare import atomic_write_bytes  # noqa: E402
+from .atomic import atomic_write_bytes  # noqa: E402
 
 __all__ = [
     "DPI",
