@@ -14,6 +14,7 @@ import pytest
 from softseg import atomic
 from softseg.compare import (
     Cell,
+    check_settings,
     compare_to_baseline,
     grid,
     load_results,
@@ -342,3 +343,13 @@ def test_load_results_sorted(tmp_path):
     assert keys == sorted(keys)
     assert len(loaded) == len(cells)
     assert load_results(tmp_path / "nowhere") == []
+
+
+# --------------------------------------------------------------------------- grid settings
+def test_check_settings_records_then_refuses_other_settings(tmp_path):
+    settings = {"arch": "linknet", "epochs": 20, "scale": (0.75, 1.5)}
+    check_settings(tmp_path, settings)
+    check_settings(tmp_path, dict(settings))  # the same again (tuples stored as lists) is fine
+    with pytest.raises(ValueError, match=r"epochs=10 \(recorded: 20\)"):
+        check_settings(tmp_path, {**settings, "epochs": 10})
+    assert json.loads((tmp_path / "grid.json").read_text())["epochs"] == 20

@@ -202,7 +202,7 @@ def predict(
     epilog="Example (the study of docs/results.md):\n\n"
     "    softseg compare --dataset camvid --root ../shared/data/camvid "
     "--methods nearest,mode,soft,soft-area --factors 2,4,8 --seeds 0,1,2 --arch linknet "
-    "--epochs 20 --max-pixels 10800 --out docs/results/camvid"
+    "--epochs 20 --max-pixels 43200 --out docs/results/camvid"
 )
 def compare(
     out: Annotated[
@@ -232,9 +232,12 @@ def compare(
     limit_train: int | None = None,
 ) -> None:
     """Run a grid of label methods x factors x seeds, resumable cell by cell, with tables and plots."""
-    from .compare import grid, run_grid, summarize, write_tables
+    from dataclasses import asdict
+
+    from .compare import check_settings, grid, load_results, run_grid, summarize
+    from .data import build_dataset
     from .engine import TrainConfig
-    from .experiments import train_cell
+    from .experiments import labels_and_predictions_figure, train_cell
     from .plots import plot_class_gains, plot_miou_vs_factor
 
     base = TrainConfig(
@@ -244,18 +247,25 @@ def compare(
     )  # fmt: skip
     methods_ = _split(methods, str, "--methods")
     cells = grid(methods_, _split(factors, float, "--factors"), _split(seeds, int, "--seeds"))
+    # every setting but where it runs: cells of one grid must be comparable
+    shared = {k: v for k, v in asdict(base).items() if k not in ("workers", "device", "out")}
     try:
-        results = run_grid(
+        check_settings(out, {**shared, "max_pixels": max_pixels, "eval_split": eval_split})
+        run_grid(
             cells, out,
             lambda c, d: train_cell(base, c, d, eval_split=eval_split, max_pixels=max_pixels),
         )  # fmt: skip
     except (ValueError, RuntimeError) as err:
         _fail(err)
-    rows = summarize(results)
-    write_tables(results, out)
+    everything = load_results(out)  # also cells of earlier calls into the same directory
+    rows = summarize(everything)
     plot_miou_vs_factor(rows, Path(out) / "miou_vs_factor.png")
-    if "soft" in methods_ and "nearest" in methods_:
+    if {"soft", "nearest"} <= {r["method"] for r in everything}:
         plot_class_gains(rows, Path(out) / "class_gains.png")
+        labels_and_predictions_figure(
+            out, build_dataset(dataset, root, eval_split), sorted({r["factor"] for r in everything}),
+            Path(out) / "labels_and_predictions.png", seed=min(c.seed for c in cells),
+        )  # fmt: skip
     typer.echo((Path(out) / "summary.md").read_text())
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "BASELINE",
     "REQUIRED_KEYS",
     "Cell",
+    "check_settings",
     "compare_to_baseline",
     "grid",
     "load_results",
@@ -222,6 +223,36 @@ def _load_finished(cell: Cell, path: Path) -> dict[str, Any] | None:
     return result
 
 
+SETTINGS_FILE = "grid.json"
+
+
+def check_settings(out_dir: str | os.PathLike, settings: Mapping[str, Any]) -> None:
+    """Record the settings every cell of ``out_dir`` shares, or check them against the record.
+
+    A study may be run a part at a time; this refuses to mix cells trained with other settings
+    (model, schedule, data) into one table.
+
+    Raises:
+        ValueError: naming each setting that differs from the one on record.
+    """
+    path = Path(out_dir) / SETTINGS_FILE
+    settings = _jsonable(dict(settings))
+    if not path.exists():
+        atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        return
+    recorded = _read_json(path)
+    diffs = [
+        f"{k}={settings.get(k)!r} (recorded: {recorded.get(k)!r})"
+        for k in sorted(set(settings) | set(recorded))
+        if settings.get(k) != recorded.get(k)
+    ]
+    if diffs:
+        raise ValueError(
+            f"{out_dir} holds a grid trained with other settings: {'; '.join(diffs)}. "
+            f"Use another --out, or the settings in {path}."
+        )
+
+
 def _say(progress: bool, message: str) -> None:
     if progress:
         print(message, file=sys.stderr, flush=True)
@@ -235,6 +266,9 @@ def run_grid(
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Run every unfinished cell, keep its result, and keep the tables up to date.
+
+    The tables cover every finished cell under ``out_dir``, also those of earlier calls with other
+    cells: a study can be run a part at a time into one directory.
 
     Args:
         cells: the grid (see :func:`grid`); their keys must differ.
@@ -288,10 +322,10 @@ def run_grid(
         done[cell.key] = result
         took = time.perf_counter() - start
         _say(progress, f"[{i}/{n}] {cell.key}: done in {took:.1f} s, mIoU {result['miou']:.2f}")
-        write_tables([done[c.key] for c in cells if c.key in done], out_dir)
+        write_tables(load_results(out_dir), out_dir)
 
     # also when nothing ran (everything finished earlier), so the tables always exist
-    write_tables([done[c.key] for c in cells if c.key in done], out_dir)
+    write_tables(load_results(out_dir), out_dir)
     if failed:
         listing = "; ".join(f"{c.key} ({reason})" for c, reason in failed)
         raise RuntimeError(

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from .baselines import nearest_downsample
 from .compare import grid, run_grid, summarize, write_tables
 from .data import build_dataset
-from .engine import TrainConfig, load_run, predict_image
-from .experiments import dataset_retention, train_cell
-from .plots import plot_class_gains, plot_label_panel, plot_retention
-from .resample import soft_downsample
+from .engine import TrainConfig
+from .experiments import dataset_retention, labels_and_predictions_figure, train_cell
+from .plots import plot_class_gains, plot_retention
 
 
 def retention_table(table: dict[str, list[float | None]], classes) -> str:
@@ -75,19 +71,8 @@ def run_demo(
     echo(f"wrote {', '.join(str(p) for p in tables.values())}")
     echo(f"wrote {plot_class_gains(rows, out / 'class_gains.png')}")
 
-    image, label, name = val[0]
-    h, w = (round(s / factor) for s in label.shape[-2:])
-    panels = [
-        ("label (full)", label),
-        (f"nearest x{factor:g}", nearest_downsample(label, (h, w))),
-        (f"soft x{factor:g}", soft_downsample(label, (h, w), val.info.num_classes)),
-    ]
-    for cell in cells:
-        cfg, model, _ = load_run(out / "compare" / "cells" / cell.key / "run")
-        panels.append(
-            (f"prediction ({cell.method})", predict_image(model, cfg, image, torch.device("cpu")))
-        )
-    echo(
-        f"wrote {plot_label_panel(image, panels, list(val.info.colors), out / 'labels_and_predictions.png')}"
+    figure = labels_and_predictions_figure(
+        out / "compare", val, [factor], out / "labels_and_predictions.png"
     )
-    return {"rows": rows, "image": name}
+    echo(f"wrote {figure}")
+    return {"rows": rows, "image": val[0][2]}

@@ -1,4 +1,4 @@
-"""One training cell of a ``softseg compare`` grid, and the retention study.
+"""One training cell of a ``softseg compare`` grid, its figure, and the retention study.
 
 A method name says how labels are made: ``nearest``, ``mode``, ``soft`` (the image's own kernel) or
 ``soft-<kernel>`` (soft labels with another kernel, e.g. ``soft-area``). The image is always
@@ -15,10 +15,20 @@ from typing import Any
 import torch
 
 from .compare import Cell
-from .engine import CHECKPOINT, TrainConfig, evaluate_run, load_split, train
+from .engine import (
+    CHECKPOINT,
+    TrainConfig,
+    evaluate_run,
+    load_run,
+    load_split,
+    predict_image,
+    train,
+)
 from .kernels import KERNELS
+from .plots import plot_label_panel
 from .resample import soft_downsample
 from .retention import class_retention
+from .transforms import resample_label
 
 
 def method_options(method: str) -> dict[str, Any]:
@@ -104,3 +114,50 @@ def dataset_retention(
         m: [None if t == 0 else 100.0 * float(k / t) for k, t in zip(kept[m], mass, strict=True)]
         for m in methods
     }
+
+
+def labels_and_predictions_figure(
+    grid_dir: str | Path,
+    dataset,
+    factors: list[float],
+    path: str | Path,
+    *,
+    seed: int = 0,
+    index: int = 0,
+    methods: tuple[str, str] = ("nearest", "soft"),
+) -> Path | None:
+    """One image of ``dataset``: its label, and per factor both methods' labels and predictions.
+
+    Row 1 holds the image and its full label; each factor adds a row with the training labels of
+    both methods at that factor and the full-resolution predictions of the models trained on them
+    (the grid cells of ``seed`` in ``grid_dir``). Factors without both trained
+    cells are left out; returns None when none is left.
+    """
+    image, label, _ = dataset[index]
+    info = dataset.info
+    cells_dir = Path(grid_dir) / "cells"
+    panels: list[tuple[str, Any] | None] = [("label", label), None, None]
+    shown = 0
+    for factor in sorted(factors):
+        runs = [cells_dir / Cell(m, factor, seed).key / "run" for m in methods]
+        if not all((run / CHECKPOINT).exists() for run in runs):
+            continue
+        size = tuple(max(1, round(s / factor)) for s in label.shape[-2:])
+        trained, predicted = [], []
+        for method, run in zip(methods, runs, strict=True):
+            cfg, model, _ = load_run(run)
+            training_labels = resample_label(
+                label, (0, 0, *label.shape[-2:]), size, cfg.labels, info.num_classes,
+                kernel=cfg.label_kernel or cfg.image_kernel, antialias=cfg.antialias,
+                ignore_index=info.ignore_index,
+            )  # fmt: skip
+            trained.append((f"{method} labels x{factor:g}", training_labels))
+            prediction = predict_image(model, cfg, image, torch.device("cpu"))
+            predicted.append((f"{method} x{factor:g} prediction", prediction))
+        panels += trained + predicted
+        shown += 1
+    if not shown:
+        return None
+    return plot_label_panel(
+        image, panels, list(info.colors), path, ignore_index=info.ignore_index, max_cols=4
+    )

@@ -298,7 +298,7 @@ def plot_retention(
 # --------------------------------------------------------------------------- label panels
 def plot_label_panel(
     image: ArrayLike,
-    rows: Sequence[tuple[str, ArrayLike]],
+    rows: Sequence[tuple[str, ArrayLike] | None],
     colors: Sequence[Sequence[float]],
     path: str | os.PathLike,
     *,
@@ -310,12 +310,16 @@ def plot_label_panel(
     Each of ``rows`` is ``(title, map)``: a hard map ``(H, W)`` of integers or soft labels
     ``(C, h, w)`` (see :func:`colorize`). Maps of any resolution are stretched over the image's
     extent with nearest interpolation, so low-resolution pixels show as blocks. Panels wrap after
-    ``max_cols`` columns.
+    ``max_cols`` columns; a ``None`` in ``rows`` leaves its place blank (to start a new row).
     """
     img = _image_hwc(image)
     H, W = img.shape[:2]
     panels = [(f"image {H}×{W}", img)]
-    for title, labels in rows:
+    for entry in rows:
+        if entry is None:
+            panels.append(None)
+            continue
+        title, labels = entry
         rgb = colorize(labels, colors, ignore_index)
         panels.append((f"{title} {rgb.shape[0]}×{rgb.shape[1]}", rgb))
     ncols = min(len(panels), max_cols)
@@ -327,7 +331,10 @@ def plot_label_panel(
     fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
-    for ax, (title, picture) in zip(axes.flat, panels, strict=False):  # spare axes stay blank
+    for ax, panel in zip(axes.flat, panels, strict=False):  # spare axes stay blank
+        if panel is None:
+            continue
+        title, picture = panel
         # the same extent for every panel: identical display size whatever the map's resolution
         ax.imshow(picture, interpolation="nearest", extent=(0, W, H, 0))
         ax.set_title(title, fontsize=9)

@@ -1,0 +1,54 @@
+"""`softseg compare` end to end on a tiny synthetic grid: cells, tables, plots and the figure."""
+
+import json
+
+from typer.testing import CliRunner
+
+from softseg.cli import app
+from softseg.data import build_dataset
+from softseg.experiments import crop_for, labels_and_predictions_figure, method_options
+
+
+def test_method_options_and_crop():
+    assert method_options("soft-area") == {"labels": "soft", "label_kernel": "area"}
+    assert method_options("nearest") == {"labels": "nearest", "label_kernel": None}
+    assert crop_for((360, 480), 4, 10800) is None  # the whole 90x120 frame fits
+    assert crop_for((360, 480), 1, 43200) == (180, 240)  # factor 1 on crops of a factor-2 frame
+
+
+def test_unknown_method_names_the_choices():
+    runner = CliRunner()
+    res = runner.invoke(app, ["compare", "--out", "x", "--methods", "soft-magic"])
+    assert res.exit_code != 0
+
+
+def test_compare_grid_writes_tables_plots_and_figure(tmp_path):
+    out = tmp_path / "grid"
+    args = ["compare", "--out", str(out), "--methods", "nearest,soft", "--factors", "8",
+            "--seeds", "0", "--arch", "tiny", "--epochs", "1", "--limit-train", "8",
+            "--batch-size", "4", "--workers", "0", "--device", "cpu"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    for name in ("results.csv", "summary.csv", "summary.md", "miou_vs_factor.png",
+                 "class_gains.png", "labels_and_predictions.png"):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    result = json.loads((out / "cells" / "soft_f8_s0" / "result.json").read_text())
+    assert 0 <= result["miou"] <= 100 and "pole" in result["per_class"]
+    assert result["epochs"] == 1 and result["train_time_s"] > 0
+    # a second run finds every cell done and trains nothing
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0 and "soft" in again.output
+
+
+def test_figure_skips_factors_without_both_cells(tmp_path):
+    val = build_dataset("synthetic", split="val")
+    assert labels_and_predictions_figure(tmp_path, val, [4, 8], tmp_path / "f.png") is None
+    assert not (tmp_path / "f.png").exists()
+
+
+def test_compare_refuses_to_mix_settings_in_one_grid(tmp_path):
+    out = tmp_path / "grid"
+    (out).mkdir()
+    (out / "grid.json").write_text('{"epochs": 99}')
+    res = CliRunner().invoke(app, ["compare", "--out", str(out), "--epochs", "1"])
+    assert res.exit_code == 2 and "epochs=1 (recorded: 99)" in res.output
