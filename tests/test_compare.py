@@ -323,6 +323,9 @@ def test_tables_with_several_factors_and_missing_baseline(tmp_path):
     assert "| nearest | 42.00 ± 2.00 (3) | – |" in md
     assert "| soft | 52.00 ± 2.00 (3) | 30.50 ± 0.71 (2) |" in md
     assert "## Per-class IoU (%), factor 8" in md
+    compute = md[md.index("## Compute per cell") :]
+    assert "| soft | " in compute and " | 1.0 s / – / – |" in compute
+    assert "| nearest | " in compute and " | – |" in compute
     assert "- factor 8 vs nearest: n/a (no nearest runs)" in md
     row = next(r for r in read_csv(tmp_path / "summary.csv") if r["factor"] == "8")
     assert row["peak_memory_mb_mean"] == "" and row["iou_road"] == ""

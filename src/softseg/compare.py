@@ -468,6 +468,19 @@ def _miou_cell(row: Mapping[str, Any] | None) -> str:
     return f"{_fmt(row['miou_mean'])} ± {std} ({row['n']})"
 
 
+def _compute_cell(row: Mapping[str, Any] | None) -> str:
+    if row is None:
+        return "–"
+    values = (row.get(k) for k in ("epoch_time_s_mean", "train_time_s_mean", "peak_memory_mb_mean"))
+    epoch, total, memory = (None if v is None else float(v) for v in values)
+    parts = (
+        "–" if epoch is None else f"{epoch:.1f} s",
+        "–" if total is None else f"{total / 60:.1f} min",
+        "–" if memory is None else f"{memory:.0f} MB",
+    )
+    return " / ".join(parts)
+
+
 def _verdict_text(item: Mapping[str, Any]) -> str:
     if item["diff"] is None:
         return f"{item['method']} n/a (no baseline run)"
@@ -487,6 +500,11 @@ def _summary_md(rows: Sequence[Mapping[str, Any]], classes: Sequence[str], basel
     lines += _md_table(
         ["method", *(f"factor {_factor_str(f)}" for f in factors)],
         ([m, *(_miou_cell(by_key.get((m, f))) for f in factors)] for m in methods),
+    )
+    lines += ["", "## Compute per cell: train s/epoch, total train min, peak memory MB", ""]
+    lines += _md_table(
+        ["method", *(f"factor {_factor_str(f)}" for f in factors)],
+        ([m, *(_compute_cell(by_key.get((m, f))) for f in factors)] for m in methods),
     )
     for f in factors:
         present = [m for m in methods if (m, f) in by_key]
