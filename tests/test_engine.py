@@ -261,3 +261,11 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
         json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()
     ]
     assert [r["epoch"] for r in log] == [1] and 0 <= log[0]["val_miou"] <= 100
+
+
+def test_median_frequency_class_weights_train_and_bad_name(tmp_path):
+    cfg = TrainConfig(out=str(tmp_path / "w"), **(SMALL | {"epochs": 1}))
+    record = train(replace(cfg, class_weights="median-frequency"), progress=False)
+    assert record["epoch"] == 1 and 0 <= record["val_miou"] <= 100
+    with pytest.raises(ValueError, match="class_weights must be one of"):
+        train(replace(cfg, out=str(tmp_path / "x"), class_weights="inverse"), progress=False)

@@ -306,3 +306,17 @@ def test_non_finite_logits_raise_floating_point_error():
     z[0, 1, 2, 3] = math.inf
     with pytest.raises(FloatingPointError, match="non-finite loss"):
         soft_cross_entropy(z, torch.zeros(2, 4, 6, dtype=torch.long), reduction="none")
+
+
+# --------------------------------------------------------------------------- class weights
+def test_median_frequency_weights_by_hand():
+    from softseg.losses import median_frequency_weights
+
+    maps = [torch.tensor([[0, 0, 0, 1]]), torch.tensor([[0, 2, 255, 255]])]
+    # freq: class 0 4/6 (in both maps, 6 valid pixels), class 1 1/4, class 2 1/2; median 1/2
+    weights = median_frequency_weights(maps, 4, ignore_index=255)
+    assert torch.allclose(weights, torch.tensor([0.75, 2.0, 1.0, 0.0]))
+    with pytest.raises(ValueError, match=r"label values \[7\] outside \[0, 4\)"):
+        median_frequency_weights([torch.tensor([[7]])], 4)
+    with pytest.raises(ValueError, match="no labelled pixels"):
+        median_frequency_weights([torch.tensor([[255]])], 4)

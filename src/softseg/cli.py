@@ -93,6 +93,9 @@ def train(
     schedule: Annotated[str, typer.Option(help="poly, cosine or constant.")] = "poly",
     warmup_epochs: float = 0.0,
     label_smoothing: float = 0.0,
+    class_weights: Annotated[
+        str, typer.Option(help="Loss class weights: none or median-frequency.")
+    ] = "none",
     seed: int = 0,
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -122,8 +125,8 @@ def train(
         jitter=jitter, topk=topk, arch=arch, encoder=encoder, epochs=epochs,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-        seed=seed, workers=workers, device=device, amp=amp, compile=compile,
-        eval_every=eval_every, limit_train=limit_train, limit_val=limit_val,
+        class_weights=_none(class_weights), seed=seed, workers=workers, device=device, amp=amp,
+        compile=compile, eval_every=eval_every, limit_train=limit_train, limit_val=limit_val,
     )  # fmt: skip
     try:
         record = run_training(cfg, resume=resume)
@@ -131,6 +134,10 @@ def train(
         _fail(err)
     shown = {k: v for k, v in record.items() if k != "val_per_class"}
     typer.echo(json.dumps(shown, indent=2))
+
+
+def _none(value: str) -> str | None:
+    return None if value.lower() == "none" else value
 
 
 def _print_table(result: dict) -> None:
@@ -226,6 +233,9 @@ def compare(
     lr: float = 1e-3,
     scale: Annotated[tuple[float, float], typer.Option(help="Random scale range.")] = (0.75, 1.5),
     image_kernel: str = "bilinear",
+    class_weights: Annotated[
+        str, typer.Option(help="Loss class weights: none or median-frequency.")
+    ] = "none",
     workers: int = 2,
     device: str = "auto",
     eval_split: str = "val",
@@ -243,7 +253,8 @@ def compare(
     base = TrainConfig(
         dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
         batch_size=batch_size, lr=lr, scale=tuple(scale), image_kernel=image_kernel,
-        workers=workers, device=device, val_split=None, limit_train=limit_train,
+        class_weights=_none(class_weights), workers=workers, device=device, val_split=None,
+        limit_train=limit_train,
     )  # fmt: skip
     methods_ = _split(methods, str, "--methods")
     cells = grid(methods_, _split(factors, float, "--factors"), _split(seeds, int, "--seeds"))

@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from .atomic import atomic_torch_save, atomic_write_text
 from .data import build_dataset
-from .losses import SoftCrossEntropy
+from .losses import SoftCrossEntropy, median_frequency_weights
 from .metrics import SegmentationMetrics
 from .models import create_model, pad_to_multiple, required_divisor
 from .transforms import EvalTransform, TrainTransform, sample_generator
@@ -70,6 +70,7 @@ class TrainConfig:
     schedule: str = "poly"
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
+    class_weights: str | None = None  # None or "median-frequency" (over the training labels)
     seed: int = 0
     workers: int = 2
     device: str = "auto"
@@ -190,6 +191,21 @@ def load_split(cfg: TrainConfig, split: str, limit: int | None = None) -> Datase
     if len(ds) == 0:
         raise ValueError(f"split {split!r} of dataset {cfg.dataset!r} at {cfg.root} is empty")
     return _Subset(ds, limit) if limit else ds
+
+
+CLASS_WEIGHTS = (None, "median-frequency")
+
+
+def _class_weights(cfg: TrainConfig, ds: Dataset, progress: bool) -> torch.Tensor | None:
+    """The loss's class weights, from the full-resolution training labels (the same for every
+    label method, so that runs differing only in ``labels`` stay comparable)."""
+    if cfg.class_weights is None:
+        return None
+    if cfg.class_weights != "median-frequency":
+        raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {cfg.class_weights!r}")
+    info = ds.info
+    labels = (ds[i][1] for i in tqdm(range(len(ds)), "class frequencies", disable=not progress))
+    return median_frequency_weights(labels, info.num_classes, info.ignore_index)
 
 
 def default_crop(ds: Dataset, factor: float, divisor: int) -> tuple[int, int]:
@@ -372,8 +388,9 @@ def train(
     )
     loss_fn = SoftCrossEntropy(
         ignore_index=info.ignore_index, label_smoothing=cfg.label_smoothing,
+        weight=_class_weights(cfg, train_ds, progress and di.main),
         kernel=cfg.label_kernel or cfg.image_kernel, antialias=cfg.antialias,
-    )  # fmt: skip
+    ).to(device)  # fmt: skip
     history: list[dict[str, Any]] = []
     start_epoch = 0
     if state is not None:

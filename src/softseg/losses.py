@@ -23,6 +23,7 @@ up-sampled, and targets smaller than the logits are refused.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 import torch
@@ -33,7 +34,7 @@ from .kernels import NEGATIVE_LOBE_KERNELS
 from .resample import resize_image, soft_downsample
 from .sparse import dense_from_topk
 
-__all__ = ["SoftCrossEntropy", "soft_cross_entropy"]
+__all__ = ["SoftCrossEntropy", "median_frequency_weights", "soft_cross_entropy"]
 
 Target = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 Reduction = Literal["mean", "sum", "none"]
@@ -343,3 +344,36 @@ class SoftCrossEntropy(nn.Module):
             f"ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, "
             f"reduction={self.reduction!r}, kernel={self.kernel!r}, antialias={self.antialias}"
         )
+
+
+def median_frequency_weights(
+    labels: Iterable[torch.Tensor], num_classes: int, ignore_index: int | None = 255
+) -> torch.Tensor:
+    """Median frequency balancing (Eigen & Fergus 2015; SegNet's CamVid setting): ``(C,)`` weights.
+
+    ``freq_c`` is the pixel count of class ``c`` over the pixels of the maps in which ``c`` occurs,
+    and ``w_c = median(freq) / freq_c``: rare classes weigh more, a class of median frequency 1.
+    Classes absent from every map get weight 0 (they can be in no target); ignored pixels count
+    for nothing.
+    """
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    present_in = torch.zeros(num_classes, dtype=torch.float64)  # pixels of maps holding c
+    for label in labels:
+        flat = torch.as_tensor(label).reshape(-1).long()
+        if ignore_index is not None:
+            flat = flat[flat != ignore_index]
+        bad = (flat < 0) | (flat >= num_classes)
+        if bool(bad.any()):
+            raise ValueError(
+                f"label values {torch.unique(flat[bad])[:8].tolist()} outside [0, {num_classes})"
+                + ("" if ignore_index is None else f" and not the ignore value {ignore_index}")
+            )
+        here = torch.bincount(flat, minlength=num_classes).double()
+        counts += here
+        present_in += (here > 0).double() * flat.numel()
+    seen = counts > 0
+    if not bool(seen.any()):
+        raise ValueError("no labelled pixels: cannot compute class frequencies")
+    freq = torch.where(seen, counts / present_in.clamp(min=1), 0.0)
+    median = freq[seen].median()
+    return torch.where(seen, median / freq.clamp(min=1e-12), 0.0).float()
