@@ -92,11 +92,11 @@ def test_cell_rejects_bad_fields(args, word):
         Cell(*args)
 
 
-def test_grid_order_factor_method_seed():
+def test_grid_order_factor_seed_method():
     cells = grid(["nearest", "soft"], [2, 4], [0, 1])
     assert [c.key for c in cells] == [
-        "nearest_f2_s0", "nearest_f2_s1", "soft_f2_s0", "soft_f2_s1",
-        "nearest_f4_s0", "nearest_f4_s1", "soft_f4_s0", "soft_f4_s1",
+        "nearest_f2_s0", "soft_f2_s0", "nearest_f2_s1", "soft_f2_s1",
+        "nearest_f4_s0", "soft_f4_s0", "nearest_f4_s1", "soft_f4_s1",
     ]  # fmt: skip
     assert len(grid(["soft", "soft"], [2, 2.0], [0])) == 1
 
@@ -144,7 +144,7 @@ def test_failed_cell_is_reported_and_retried(tmp_path, caplog, capsys):
     fixed = Recorder()
     results = run_grid(cells, tmp_path, fixed, progress=False)
     assert fixed.calls == ["soft_f2_s0"]
-    assert [r["seed"] for r in results] == [0, 1, 0, 1]
+    assert [r["seed"] for r in results] == [0, 0, 1, 1]
     assert len(read_csv(tmp_path / "results.csv")) == 4
 
 

@@ -11,7 +11,8 @@ SEEDS=${SEEDS:-"0,1,2"}
 for f in $FACTORS; do
   .venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid \
     --methods nearest,mode,soft,soft-area --factors "$f" --seeds "$SEEDS" \
-    --arch linknet --encoder resnet18 --epochs 20 --batch-size 8 --lr 1e-3 \
+    --arch linknet --encoder resnet18 --epochs 40 --batch-size 8 --lr 2e-3 \
+    --class-weights median-frequency \
     --max-pixels 43200 --workers 1 --device cpu --out docs/results/camvid
 done
 # factor 1 (native 360x480) trains on random 180x240 crops, the pixel count of a factor-2 frame
@@ -19,6 +20,7 @@ done
 if [ -z "${FACTORS_ONLY:-}" ]; then
   .venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid \
     --methods nearest,mode,soft,soft-area --factors 1 --seeds 0 \
-    --arch linknet --encoder resnet18 --epochs 20 --batch-size 8 --lr 1e-3 \
+    --arch linknet --encoder resnet18 --epochs 40 --batch-size 8 --lr 2e-3 \
+    --class-weights median-frequency \
     --max-pixels 43200 --workers 1 --device cpu --out docs/results/camvid
 fi

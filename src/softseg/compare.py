@@ -121,16 +121,17 @@ class Cell:
 
 
 def grid(methods: Iterable[str], factors: Iterable[float], seeds: Iterable[int]) -> list[Cell]:
-    """Every (method, factor, seed) cell, ordered by factor, then method, then seed.
+    """Every (method, factor, seed) cell, ordered by factor, then seed, then method.
 
     Each argument keeps its own order (so ``methods=["nearest", "soft"]`` runs nearest first at
-    each factor); repeated values are dropped.
+    each factor and seed); repeated values are dropped. Seeds outside methods: a grid stopped
+    part way has every method of the seeds it finished, so they compare on equal terms.
     """
     methods, factors, seeds = list(methods), list(factors), list(seeds)
     cells: dict[str, Cell] = {}
     for factor in factors:
-        for method in methods:
-            for seed in seeds:
+        for seed in seeds:
+            for method in methods:
                 cell = Cell(method, factor, seed)
                 cells.setdefault(cell.key, cell)
     return list(cells.values())
