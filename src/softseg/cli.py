@@ -314,13 +314,19 @@ def retention(
 def demo(
     out: Annotated[str, typer.Option(help="Where tables, runs and figures go.")] = "runs/demo",
     factor: float = 4.0,
-    epochs: int = 6,
-    arch: str = "tiny",
+    epochs: int = 25,
+    arch: str = "linknet",
+    class_weights: Annotated[
+        str, typer.Option(help="Loss class weights: none or median-frequency.")
+    ] = "median-frequency",
 ) -> None:
     """The embedded default: class retention and a nearest-vs-soft training on synthetic streets."""
     from .demo import run_demo
 
-    run_demo(out, factor=factor, epochs=epochs, arch=arch, echo=typer.echo)
+    run_demo(
+        out, factor=factor, epochs=epochs, arch=arch, class_weights=_none(class_weights),
+        echo=typer.echo,
+    )  # fmt: skip
 
 
 def main() -> None:

@@ -30,10 +30,11 @@ def run_demo(
     out: str | Path = "runs/demo",
     *,
     factor: float = 4.0,
-    epochs: int = 6,
-    arch: str = "tiny",
+    epochs: int = 25,
+    arch: str = "linknet",
     encoder: str = "resnet18",
-    train_images: int = 48,
+    train_images: int = 64,
+    class_weights: str | None = "median-frequency",
     workers: int = 1,
     progress: bool = True,
     echo=print,
@@ -59,7 +60,8 @@ def run_demo(
     )
     base = TrainConfig(
         dataset="synthetic", arch=arch, encoder=encoder, epochs=epochs, batch_size=8, lr=3e-3,
-        workers=workers, device="cpu", val_split=None, limit_train=train_images,
+        class_weights=class_weights, workers=workers, device="cpu", val_split=None,
+        limit_train=train_images,
     )  # fmt: skip
     cells = grid(["nearest", "soft"], [factor], [0])
     results = run_grid(

@@ -1,0 +1,112 @@
+"""Write docs/results.md from the study's stored results (docs/results/camvid/).
+
+    .venv/bin/python docs/results/make_report.py
+
+Everything numeric comes from ``cells/*/result.json`` (through ``summary.md``, which ``softseg
+compare`` regenerates after every cell); this script adds the set-up, the commands and the status.
+"""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import torch
+
+from softseg.atomic import atomic_write_text
+from softseg.compare import load_results
+
+HERE = Path(__file__).resolve().parent
+GRID = HERE / "camvid"
+OUT = HERE.parent / "results.md"
+METHODS = ("nearest", "mode", "soft", "soft-area")
+PLANNED = {8.0: 3, 4.0: 3, 2.0: 3, 1.0: 1}  # factor -> seeds
+
+INTRO = """# Evidence on CamVid: soft labels against nearest and majority labels
+
+Does down-sampling the label with the image's own filter (soft labels) train better models than
+the usual nearest-neighbour or majority (mode) label down-sampling, at the same resolution and
+the same compute? One model and one schedule for every cell; only the labels differ.
+
+## Set-up
+
+- Data: CamVid (SegNet layout, `../shared/data/camvid`), 367 `train` frames, scored on the 101
+  `val` frames at the full 360x480 label resolution (logits up-sampled), 11 classes, void ignored.
+- Factors 8, 4, 2 (45x60, 90x120, 180x240 whole frames) with seeds 0, 1, 2; factor 1 (native)
+  trains on random 180x240 crops (the pixel count of a factor-2 frame) with seed 0.
+- Methods: `nearest`, `mode` (majority of the footprint), `soft` (bilinear + antialias, the
+  image's own operator), `soft-area` (box filter). Images are always bilinear + antialias.
+- Model and schedule, the same for every cell: LinkNet with a ResNet-18 encoder from scratch (no
+  pretrained weights), AdamW lr 2e-3, poly schedule, 40 epochs, batch 8, weight decay 1e-4, random
+  scale 0.75-1.5 + crop + flip + colour jitter, soft cross-entropy with median-frequency class
+  weights computed from the full-resolution training labels. The settings are recorded in
+  `docs/results/camvid/grid.json`; `softseg compare` refuses to add cells with other settings.
+- Hardware: {hardware}; torch {torch}. Times are per cell on that machine; other work ran
+  beside it at times, so read them as rough.
+
+## Commands
+
+```bash
+make test                              # builds .venv
+bash docs/results/run_study.sh         # the whole grid, resumable: finished cells are skipped
+.venv/bin/python docs/results/make_report.py   # this page from docs/results/camvid/
+# one cell from a clean clone, e.g. soft labels at factor 8, seed 0, into a fresh directory:
+.venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid --methods soft \\
+  --factors 8 --seeds 0 --arch linknet --encoder resnet18 --epochs 40 --batch-size 8 --lr 2e-3 \\
+  --class-weights median-frequency --max-pixels 43200 --workers 1 --device cpu --out /tmp/check
+```
+"""
+
+
+def main() -> None:
+    results = load_results(GRID)
+    done = {(r["method"], float(r["factor"]), int(r["seed"])) for r in results}
+    planned = [(m, f, s) for f, n in PLANNED.items() for s in range(n) for m in METHODS]
+    missing = [c for c in planned if c not in done]
+    hours = sum(float(r.get("train_time_s") or 0.0) for r in results) / 3600
+    per_factor = ", ".join(
+        f"x{f:g}: {sum(c[1] == f for c in planned if c in done)}/{sum(c[1] == f for c in planned)}"
+        for f in PLANNED
+    )
+    status = [
+        "## Status",
+        "",
+        f"{len(done)} of {len(planned)} planned cells finished ({per_factor}); "
+        f"{hours:.1f} h of training in all." + ("" if missing else " The grid is complete."),
+    ]
+    summary = (GRID / "summary.md").read_text() if (GRID / "summary.md").exists() else ""
+    body = "\n".join(
+        "#" + line if line.startswith("## ") else line
+        for line in summary.splitlines()
+        if not line.startswith("# Results")
+    )
+    figures = [
+        ("mIoU against factor (mean and std over seeds)", "miou_vs_factor.png"),
+        ("Per-class IoU gain of soft over nearest", "class_gains.png"),
+        ("One val frame: labels at each factor and the predictions of both models (seed 0)",
+         "labels_and_predictions.png"),
+    ]  # fmt: skip
+    plots = ["## Plots", ""] + [
+        f"{title}:\n\n![{title}](results/camvid/{name})\n"
+        for title, name in figures
+        if (GRID / name).exists()
+    ]
+    hardware = f"{platform.processor() or platform.machine()}, {_cpu_name()}, 2 cores, CPU only"
+    text = INTRO.format(hardware=hardware, torch=torch.__version__)
+    text += "\n" + "\n".join(status) + "\n\n## Tables\n" + body + "\n\n" + "\n".join(plots)
+    atomic_write_text(OUT, text.rstrip() + "\n")
+    print(f"wrote {OUT} ({len(done)} cells)")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+if __name__ == "__main__":
+    main()
