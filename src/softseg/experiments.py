@@ -8,6 +8,7 @@ resampled the same way, so only the labels differ between methods.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -80,7 +81,8 @@ def train_cell(
         "pixel_acc": scores["pixel_acc"],
         "per_class": scores["per_class"],
         "train_time_s": sum(epoch_times),
-        "epoch_time_s": sum(epoch_times) / len(epoch_times),
+        # the median: an epoch slowed by other work on the machine does not move it
+        "epoch_time_s": statistics.median(epoch_times),
         "peak_memory_mb": max(r["peak_memory_mb"] for r in history),
         "epochs": len(history),
         "crop": list(cfg.crop) if cfg.crop else None,
