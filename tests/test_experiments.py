@@ -16,10 +16,12 @@ def test_method_options_and_crop():
     assert crop_for((360, 480), 1, 43200) == (180, 240)  # factor 1 on crops of a factor-2 frame
 
 
-def test_unknown_method_names_the_choices():
-    runner = CliRunner()
-    res = runner.invoke(app, ["compare", "--out", "x", "--methods", "soft-magic"])
-    assert res.exit_code != 0
+def test_unknown_method_names_the_choices_and_writes_nothing(tmp_path):
+    out = tmp_path / "grid"
+    res = CliRunner().invoke(app, ["compare", "--out", str(out), "--methods", "nearest,soft-magic"])
+    assert res.exit_code == 2
+    assert "unknown method 'soft-magic'" in res.output and "soft-<kernel>" in res.output
+    assert not out.exists()
 
 
 def test_compare_grid_writes_tables_plots_and_figure(tmp_path):

@@ -247,7 +247,7 @@ def compare(
     from .compare import check_settings, grid, load_results, run_grid, summarize
     from .data import build_dataset
     from .engine import TrainConfig
-    from .experiments import labels_and_predictions_figure, train_cell
+    from .experiments import labels_and_predictions_figure, method_options, train_cell
     from .plots import plot_class_gains, plot_miou_vs_factor
 
     base = TrainConfig(
@@ -261,6 +261,8 @@ def compare(
     # every setting but where it runs: cells of one grid must be comparable
     shared = {k: v for k, v in asdict(base).items() if k not in ("workers", "device", "out")}
     try:
+        for method in methods_:  # unknown names fail here, before anything is written
+            method_options(method)
         check_settings(out, {**shared, "max_pixels": max_pixels, "eval_split": eval_split})
         run_grid(
             cells, out,
