@@ -247,13 +247,14 @@ def test_summarize_by_hand():
     assert nearest["peak_memory_mb_mean"] == pytest.approx(510.0)
 
 
-def test_summarize_orders_by_factor_then_method():
+def test_summarize_orders_by_factor_then_baseline_then_method():
     results = [
         {"method": m, "factor": f, "seed": 0, "miou": 1.0, "per_class": {}}
-        for f in (8, 2) for m in ("soft", "nearest")
+        for f in (8, 2) for m in ("soft", "mode", "nearest")
     ]  # fmt: skip
     assert [(r["factor"], r["method"]) for r in summarize(results)] == [
-        (2.0, "soft"), (2.0, "nearest"), (8.0, "soft"), (8.0, "nearest")
+        (2.0, "nearest"), (2.0, "soft"), (2.0, "mode"),
+        (8.0, "nearest"), (8.0, "soft"), (8.0, "mode"),
     ]  # fmt: skip
 
 

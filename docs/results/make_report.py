@@ -2,8 +2,10 @@
 
     .venv/bin/python docs/results/make_report.py
 
-Everything numeric comes from ``cells/*/result.json`` (through ``summary.md``, which ``softseg
-compare`` regenerates after every cell); this script adds the set-up, the commands and the status.
+Everything numeric comes from ``cells/*/result.json``: this script regenerates the tables and the
+two summary plots from them (as ``softseg compare`` does after its cells), then writes the page
+with the set-up, the commands and the status. The labels-and-predictions figure needs the trained
+checkpoints, so only ``softseg compare`` draws it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from pathlib import Path
 import torch
 
 from softseg.atomic import atomic_write_text
-from softseg.compare import load_results
+from softseg.compare import load_results, summarize, write_tables
+from softseg.plots import plot_class_gains, plot_miou_vs_factor
 
 HERE = Path(__file__).resolve().parent
 GRID = HERE / "camvid"
@@ -60,6 +63,12 @@ bash docs/results/run_study.sh         # the whole grid, resumable: finished cel
 
 def main() -> None:
     results = load_results(GRID)
+    write_tables(results, GRID)
+    rows = summarize(results)
+    if rows:
+        plot_miou_vs_factor(rows, GRID / "miou_vs_factor.png")
+    if {"soft", "nearest"} <= {r["method"] for r in results}:
+        plot_class_gains(rows, GRID / "class_gains.png")
     done = {(r["method"], float(r["factor"]), int(r["seed"])) for r in results}
     planned = [(m, f, s) for f, n in PLANNED.items() for s in range(n) for m in METHODS]
     missing = [c for c in planned if c not in done]

@@ -353,7 +353,9 @@ def _class_names(results: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _method_order(results: Iterable[Mapping[str, Any]]) -> list[str]:
-    return list(dict.fromkeys(str(r["method"]) for r in results))
+    """Methods in order of appearance, the baseline first (tables read against it)."""
+    methods = list(dict.fromkeys(str(r["method"]) for r in results))
+    return sorted(methods, key=lambda m: m != BASELINE)  # stable: the rest keep their order
 
 
 def summarize(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
