@@ -32,7 +32,7 @@ def test_compare_grid_writes_tables_plots_and_figure(tmp_path):
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     for name in ("results.csv", "summary.csv", "summary.md", "miou_vs_factor.png",
-                 "class_gains.png", "labels_and_predictions.png"):  # fmt: skip
+                 "class_gains.png", "labels_and_predictions_x8.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     result = json.loads((out / "cells" / "soft_f8_s0" / "result.json").read_text())
     assert 0 <= result["miou"] <= 100 and "pole" in result["per_class"]

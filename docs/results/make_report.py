@@ -92,8 +92,10 @@ def main() -> None:
     figures = [
         ("mIoU against factor (mean and std over seeds)", "miou_vs_factor.png"),
         ("Per-class IoU gain of soft over nearest", "class_gains.png"),
-        ("One val frame: labels at each factor and the predictions of both models (seed 0)",
-         "labels_and_predictions.png"),
+    ] + [
+        (f"One val frame: nearest and soft labels at {p.stem.split('_', 3)[-1].replace('_', ', ')} "
+         "and the full-resolution predictions of the models trained on them (seed 0)", p.name)
+        for p in sorted(GRID.glob("labels_and_predictions_*.png"))
     ]  # fmt: skip
     plots = ["## Plots", ""] + [
         f"{title}:\n\n![{title}](results/camvid/{name})\n"

@@ -247,7 +247,12 @@ def compare(
     from .compare import check_settings, grid, load_results, run_grid, summarize
     from .data import build_dataset
     from .engine import TrainConfig
-    from .experiments import labels_and_predictions_figure, method_options, train_cell
+    from .experiments import (
+        labels_and_predictions_figure,
+        method_options,
+        train_cell,
+        trained_factors,
+    )
     from .plots import plot_class_gains, plot_miou_vs_factor
 
     base = TrainConfig(
@@ -275,10 +280,14 @@ def compare(
     plot_miou_vs_factor(rows, Path(out) / "miou_vs_factor.png")
     if {"soft", "nearest"} <= {r["method"] for r in everything}:
         plot_class_gains(rows, Path(out) / "class_gains.png")
+        # named by the factors it shows: checkpoints are not kept forever, and a later call that
+        # finds fewer of them must not overwrite a figure that shows more
+        seed = min(c.seed for c in cells)
+        shown = trained_factors(out, sorted({r["factor"] for r in everything}), seed)
+        name = "labels_and_predictions_" + "_".join(f"x{f:g}" for f in shown) + ".png"
         labels_and_predictions_figure(
-            out, build_dataset(dataset, root, eval_split), sorted({r["factor"] for r in everything}),
-            Path(out) / "labels_and_predictions.png", seed=min(c.seed for c in cells),
-        )  # fmt: skip
+            out, build_dataset(dataset, root, eval_split), shown, Path(out) / name, seed=seed
+        )
     typer.echo((Path(out) / "summary.md").read_text())
 
 

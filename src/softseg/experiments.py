@@ -118,6 +118,18 @@ def dataset_retention(
     }
 
 
+def trained_factors(
+    grid_dir: str | Path, factors: list[float], seed: int = 0, methods=("nearest", "soft")
+) -> list[float]:
+    """The factors at which every one of ``methods`` has a trained checkpoint for ``seed``."""
+    cells_dir = Path(grid_dir) / "cells"
+    return [
+        f
+        for f in sorted(factors)
+        if all((cells_dir / Cell(m, f, seed).key / "run" / CHECKPOINT).exists() for m in methods)
+    ]
+
+
 def labels_and_predictions_figure(
     grid_dir: str | Path,
     dataset,
@@ -139,11 +151,9 @@ def labels_and_predictions_figure(
     info = dataset.info
     cells_dir = Path(grid_dir) / "cells"
     panels: list[tuple[str, Any] | None] = [("label", label), None, None]
-    shown = 0
-    for factor in sorted(factors):
+    shown = trained_factors(grid_dir, factors, seed, methods)
+    for factor in shown:
         runs = [cells_dir / Cell(m, factor, seed).key / "run" for m in methods]
-        if not all((run / CHECKPOINT).exists() for run in runs):
-            continue
         size = tuple(max(1, round(s / factor)) for s in label.shape[-2:])
         trained, predicted = [], []
         for method, run in zip(methods, runs, strict=True):
@@ -157,7 +167,6 @@ def labels_and_predictions_figure(
             prediction = predict_image(model, cfg, image, torch.device("cpu"))
             predicted.append((f"{method} x{factor:g} prediction", prediction))
         panels += trained + predicted
-        shown += 1
     if not shown:
         return None
     return plot_label_panel(
