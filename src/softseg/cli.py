@@ -22,6 +22,7 @@ Dataset = Annotated[
     str, typer.Option(help="camvid, cityscapes, ade20k, mapillary, folder or synthetic.")
 ]
 Root = Annotated[str | None, typer.Option(help="Dataset directory (not needed for synthetic).")]
+ClassWeights = Annotated[str, typer.Option(help="Loss class weights: none or median-frequency.")]
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -93,9 +94,7 @@ def train(
     schedule: Annotated[str, typer.Option(help="poly, cosine or constant.")] = "poly",
     warmup_epochs: float = 0.0,
     label_smoothing: float = 0.0,
-    class_weights: Annotated[
-        str, typer.Option(help="Loss class weights: none or median-frequency.")
-    ] = "none",
+    class_weights: ClassWeights = "none",
     seed: int = 0,
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -209,7 +208,8 @@ def predict(
     epilog="Example (the study of docs/results.md):\n\n"
     "    softseg compare --dataset camvid --root ../shared/data/camvid "
     "--methods nearest,mode,soft,soft-area --factors 2,4,8 --seeds 0,1,2 --arch linknet "
-    "--epochs 20 --max-pixels 43200 --out docs/results/camvid"
+    "--epochs 40 --lr 2e-3 --class-weights median-frequency --max-pixels 43200 --out runs/grid"
+    "\n\n    (docs/results/run_study.sh runs this grid, and factor 1, into docs/results/camvid)"
 )
 def compare(
     out: Annotated[
@@ -233,9 +233,7 @@ def compare(
     lr: float = 1e-3,
     scale: Annotated[tuple[float, float], typer.Option(help="Random scale range.")] = (0.75, 1.5),
     image_kernel: str = "bilinear",
-    class_weights: Annotated[
-        str, typer.Option(help="Loss class weights: none or median-frequency.")
-    ] = "none",
+    class_weights: ClassWeights = "none",
     workers: int = 2,
     device: str = "auto",
     eval_split: str = "val",
@@ -327,9 +325,7 @@ def demo(
     factor: float = 4.0,
     epochs: int = 25,
     arch: str = "linknet",
-    class_weights: Annotated[
-        str, typer.Option(help="Loss class weights: none or median-frequency.")
-    ] = "median-frequency",
+    class_weights: ClassWeights = "median-frequency",
 ) -> None:
     """The embedded default: class retention and a nearest-vs-soft training on synthetic streets."""
     from .demo import run_demo
