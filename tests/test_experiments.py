@@ -2,11 +2,18 @@
 
 import json
 
+import pytest
+import torch
 from typer.testing import CliRunner
 
 from softseg.cli import app
-from softseg.data import build_dataset
-from softseg.experiments import crop_for, labels_and_predictions_figure, method_options
+from softseg.data import DatasetInfo, build_dataset
+from softseg.experiments import (
+    crop_for,
+    dataset_label_ceiling,
+    labels_and_predictions_figure,
+    method_options,
+)
 
 
 def test_method_options_and_crop():
@@ -54,3 +61,38 @@ def test_compare_refuses_to_mix_settings_in_one_grid(tmp_path):
     (out / "grid.json").write_text('{"epochs": 99}')
     res = CliRunner().invoke(app, ["compare", "--out", str(out), "--epochs", "1"])
     assert res.exit_code == 2 and "epochs=1 (recorded: 99)" in res.output
+
+
+class _OneFrame:
+    """A 32x32 frame: background, a one-pixel vertical line (class 1) and a 16x16 block (class 2)."""
+
+    info = DatasetInfo("toy", ("bg", "line", "block"), ((0, 0, 0), (255, 0, 0), (0, 255, 0)))
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, i):
+        label = torch.zeros(32, 32, dtype=torch.uint8)
+        label[:, 13] = 1
+        label[8:24, 18:30] = 2
+        label[0, :4] = 255
+        return torch.zeros(3, 32, 32, dtype=torch.uint8), label, "toy"
+
+
+def test_label_ceiling_is_exact_at_factor_one_and_loses_the_line_to_soft_argmax():
+    frame = _OneFrame()
+    at_one = dataset_label_ceiling(frame, 1)
+    assert all(s["miou"] == 100.0 for s in at_one.values())
+    at_four = dataset_label_ceiling(frame, 4, ("nearest", "soft", "soft-area"))
+    # a one-pixel line holds at most a third of any factor-4 footprint: never the argmax of a soft
+    # label, and not on the sampled columns (4j + 2) of nearest
+    assert all(s["per_class"]["line"] == 0.0 for s in at_four.values())
+    assert at_four["soft-area"]["per_class"]["block"] > 90.0
+    # class weights move the weighted loss's optimum towards the line: it becomes visible
+    weighted = dataset_label_ceiling(frame, 4, ("soft",), class_weights=torch.tensor([1.0, 20, 1]))
+    assert weighted["soft"]["per_class"]["line"] > 10.0
+
+
+def test_label_ceiling_names_an_unknown_method():
+    with pytest.raises(ValueError, match="unknown method 'soft-magic'"):
+        dataset_label_ceiling(_OneFrame(), 4, ("soft-magic",))

@@ -10,6 +10,7 @@ checkpoints, so only ``softseg compare`` draws it.
 
 from __future__ import annotations
 
+import csv
 import platform
 from pathlib import Path
 
@@ -60,6 +61,16 @@ bash docs/results/run_study.sh         # the whole grid, resumable: finished cel
 ```
 """
 
+THIN = ("pole", "sign", "fence", "pedestrian", "bicyclist")
+CEILING_INTRO = """## Label ceiling
+
+What each label method lets a perfect model score: the `val` labels made at the factor the way
+training labels are (whole frames) and scored at full resolution the way predictions are (bilinear
+up-sampling, argmax), without a model. With median-frequency weights a label is first re-weighted
+to `w_c t_c / sum_k w_k t_k`, the optimum of the weighted loss the study trains with (one-hot
+labels do not change). mIoU %, from `.venv/bin/python docs/results/label_ceiling.py`:
+"""
+
 
 def main() -> None:
     results = load_results(GRID)
@@ -105,8 +116,35 @@ def main() -> None:
     hardware = f"{platform.processor() or platform.machine()}, {_cpu_name()}, 2 cores, CPU only"
     text = INTRO.format(hardware=hardware, torch=torch.__version__)
     text += "\n" + "\n".join(status) + "\n\n## Tables\n" + body + "\n\n" + "\n".join(plots)
+    text += "\n" + _ceiling_section()
     atomic_write_text(OUT, text.rstrip() + "\n")
     print(f"wrote {OUT} ({len(done)} cells)")
+
+
+def _ceiling_section() -> str:
+    """The label-ceiling tables of ``label_ceiling.py`` (empty until it has run)."""
+    path = GRID / "label_ceiling.csv"
+    if not path.exists():
+        return ""
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    scores = {(float(r["factor"]), r["method"], r["class_weights"]): r for r in rows}
+    factors = sorted({k[0] for k in scores}, reverse=True)
+    weightings = list(dict.fromkeys(k[2] for k in scores))
+    lines = [CEILING_INTRO, "| factor | class weights | " + " | ".join(METHODS) + " |",
+             "|---|---|" + "---:|" * len(METHODS)]  # fmt: skip
+    for factor in factors:
+        for w in weightings:
+            cells = [scores[(factor, m, w)]["miou"] for m in METHODS]
+            lines.append(f"| x{factor:g} | {w} | " + " | ".join(cells) + " |")
+    lines += ["", f"IoU of the thin and small classes at x{factors[0]:g}:", "",
+              "| method | class weights | " + " | ".join(THIN) + " |",
+              "|---|---|" + "---:|" * len(THIN)]  # fmt: skip
+    for w in weightings:
+        for m in METHODS:
+            row = scores[(factors[0], m, w)]
+            lines.append(f"| {m} | {w} | " + " | ".join(row[c] for c in THIN) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _cpu_name() -> str:

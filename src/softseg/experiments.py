@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .compare import Cell
 from .engine import (
@@ -26,6 +27,7 @@ from .engine import (
     train,
 )
 from .kernels import KERNELS
+from .metrics import SegmentationMetrics
 from .plots import plot_label_panel
 from .resample import soft_downsample
 from .retention import class_retention
@@ -116,6 +118,52 @@ def dataset_retention(
         m: [None if t == 0 else 100.0 * float(k / t) for k, t in zip(kept[m], mass, strict=True)]
         for m in methods
     }
+
+
+def dataset_label_ceiling(
+    dataset,
+    factor: float,
+    methods=("nearest", "mode", "soft", "soft-area"),
+    *,
+    image_kernel: str = "bilinear",
+    antialias: bool = True,
+    class_weights: torch.Tensor | None = None,
+    limit: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """The scores a model would get if it predicted its training labels exactly, per method.
+
+    Each whole frame's label is made at ``1 / factor`` the way a method makes training labels (soft:
+    class distributions; nearest, mode: one-hot) and scored at full resolution the way the models'
+    outputs are (bilinear up-sampling, argmax): the accuracy ceiling the labels themselves set,
+    with no model in the way. With ``class_weights`` ``(C,)`` the label is first re-weighted to
+    ``w_c t_c / sum_k w_k t_k``, the optimum of the class-weighted soft cross-entropy (it changes
+    nothing for one-hot labels). Returns ``{method: SegmentationMetrics.compute()}`` over the first
+    ``limit`` images.
+    """
+    info = dataset.info
+    options = {m: method_options(m) for m in methods}  # unknown names fail before any work
+    meters = {
+        m: SegmentationMetrics(info.num_classes, info.ignore_index, info.classes) for m in methods
+    }
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    for i in range(n):
+        _, label, _ = dataset[i]
+        size = tuple(max(1, round(s / factor)) for s in label.shape[-2:])
+        for m, opts in options.items():
+            made = resample_label(
+                label, (0, 0, *label.shape[-2:]), size, opts["labels"], info.num_classes,
+                kernel=opts["label_kernel"] or image_kernel, antialias=antialias,
+                ignore_index=info.ignore_index,
+            )  # fmt: skip
+            if not made.dtype.is_floating_point:  # hard labels: one-hot, void pixels all zero
+                void = made == info.ignore_index
+                made = F.one_hot(made.masked_fill(void, 0), info.num_classes).movedim(-1, 0)
+                made = made.float() * (~void).float()
+            if class_weights is not None:
+                made = made * class_weights.view(-1, 1, 1)
+                made = made / made.sum(0, keepdim=True).clamp(min=1e-12)
+            meters[m].update(made[None], label[None].long())
+    return {m: meter.compute() for m, meter in meters.items()}
 
 
 def trained_factors(
