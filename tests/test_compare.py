@@ -357,3 +357,11 @@ def test_check_settings_records_then_refuses_other_settings(tmp_path):
     with pytest.raises(ValueError, match=r"epochs=10 \(recorded: 20\)"):
         check_settings(tmp_path, {**settings, "epochs": 10})
     assert json.loads((tmp_path / "grid.json").read_text())["epochs"] == 20
+
+
+def test_check_settings_takes_a_setting_added_later_at_its_default(tmp_path):
+    check_settings(tmp_path, {"arch": "linknet"})
+    defaults = {"arch": "unet", "weight_mode": "class", "workers": 2}
+    check_settings(tmp_path, {"arch": "linknet", "weight_mode": "class"}, defaults=defaults)
+    with pytest.raises(ValueError, match=r"weight_mode='pixel' \(recorded: 'class'\)"):
+        check_settings(tmp_path, {"arch": "linknet", "weight_mode": "pixel"}, defaults=defaults)

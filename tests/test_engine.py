@@ -269,3 +269,20 @@ def test_median_frequency_class_weights_train_and_bad_name(tmp_path):
     assert record["epoch"] == 1 and 0 <= record["val_miou"] <= 100
     with pytest.raises(ValueError, match="class_weights must be one of"):
         train(replace(cfg, out=str(tmp_path / "x"), class_weights="inverse"), progress=False)
+
+
+def test_pixel_weight_mode_leaves_hard_label_runs_unchanged(tmp_path):
+    # a full-resolution model, so that hard labels reach the loss as hard labels (the tiny model's
+    # stride-4 logits would bring them down to soft ones)
+    full = {"arch": "linknet", "epochs": 1, "class_weights": "median-frequency", "val_split": None}
+    cfg = TrainConfig(**(SMALL | full))
+    loss = {}
+    for labels in ("nearest", "soft"):
+        for mode in ("class", "pixel"):
+            run = replace(
+                cfg, out=str(tmp_path / f"{labels}-{mode}"), labels=labels, weight_mode=mode
+            )
+            loss[labels, mode] = train(run, progress=False)["train_loss"]
+    # for one-hot targets the two modes are the same loss, to the bit; soft targets tell them apart
+    assert loss["nearest", "class"] == loss["nearest", "pixel"]
+    assert loss["soft", "class"] != loss["soft", "pixel"]

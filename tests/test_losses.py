@@ -275,6 +275,7 @@ def test_ignore_index_none_and_inside_the_class_range():
         (torch.zeros(2, 4, 6, dtype=torch.long), {"weight": -torch.ones(C)}, "non-negative"),
         (torch.zeros(2, 4, 6, dtype=torch.long), {"reduction": "avg"}, "reduction"),
         (torch.zeros(2, 4, 6, dtype=torch.long), {"label_smoothing": 1.5}, "label_smoothing"),
+        (torch.zeros(2, 4, 6, dtype=torch.long), {"weight_mode": "pix"}, "weight_mode"),
         ((torch.zeros(2, 2, 4, 6), torch.zeros(2, 2, 4, 6)), {}, "indices must be integers"),
         (
             (torch.full((2, 2, 4, 6), 5), torch.zeros(2, 2, 4, 6)),
@@ -320,3 +321,42 @@ def test_median_frequency_weights_by_hand():
         median_frequency_weights([torch.tensor([[7]])], 4)
     with pytest.raises(ValueError, match="no labelled pixels"):
         median_frequency_weights([torch.tensor([[255]])], 4)
+
+
+# --------------------------------------------------------------------------- pixel weighting
+def pixel_weighted_reference(logits, dense, weight, eps=0.0):
+    """``weight_mode="pixel"`` written out: the unweighted loss of each pixel times its mean
+    class weight, over the class-weighted valid mass."""
+    mass = dense.sum(1)
+    mean_weight = (dense * weight.view(1, -1, 1, 1)).sum(1) / mass.clamp(min=1e-300)
+    pixel = reference(logits, dense, eps=eps, reduction="none")
+    return (mean_weight * pixel).sum() / (mean_weight * mass).sum()
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.2])
+def test_pixel_weighting_matches_its_definition(eps):
+    z, t = logits_like(), random_soft((2, C, 4, 6))
+    got = soft_cross_entropy(z, t, weight=WEIGHT, weight_mode="pixel", label_smoothing=eps)
+    torch.testing.assert_close(got, pixel_weighted_reference(z, t, WEIGHT, eps))
+
+
+def test_pixel_and_class_weighting_are_the_same_loss_for_hard_targets():
+    z, y = logits_like(), labels_with_ignore((2, 4, 6))
+    by_class = soft_cross_entropy(z, y, weight=WEIGHT)
+    assert torch.equal(soft_cross_entropy(z, y, weight=WEIGHT, weight_mode="pixel"), by_class)
+    dense = soft_cross_entropy(z, one_hot(y), weight=WEIGHT, weight_mode="pixel")
+    torch.testing.assert_close(dense, by_class)
+
+
+def test_pixel_weighting_keeps_the_optimum_at_the_target():
+    t = random_soft((1, C, 3, 3), seed=4)
+    t = t / t.sum(1, keepdim=True).clamp(min=1e-300)  # full mass, so log t is a valid optimum
+    t[:, :, 0, 0] = 1.0 / C
+    for mode, optimum in (("pixel", t), ("class", t * WEIGHT.view(1, -1, 1, 1))):
+        z = optimum.clamp(min=1e-12).log().requires_grad_()
+        soft_cross_entropy(z, t, weight=WEIGHT, weight_mode=mode).backward()
+        assert z.grad.abs().max() < 1e-9, mode
+    # and class weighting moves it away from the target
+    z = t.clamp(min=1e-12).log().requires_grad_()
+    soft_cross_entropy(z, t, weight=WEIGHT).backward()
+    assert z.grad.abs().max() > 1e-3

@@ -23,6 +23,14 @@ Dataset = Annotated[
 ]
 Root = Annotated[str | None, typer.Option(help="Dataset directory (not needed for synthetic).")]
 ClassWeights = Annotated[str, typer.Option(help="Loss class weights: none or median-frequency.")]
+WeightMode = Annotated[
+    str,
+    typer.Option(
+        help="How class weights meet soft labels: class (weighs each class's share, which moves the "
+        "loss's optimum towards weighted classes) or pixel (weighs each pixel by the mean weight of "
+        "its label, optimum unmoved). The same for hard labels."
+    ),
+]
 
 
 def _size(text: str | None) -> tuple[int, int] | None:
@@ -95,6 +103,7 @@ def train(
     warmup_epochs: float = 0.0,
     label_smoothing: float = 0.0,
     class_weights: ClassWeights = "none",
+    weight_mode: WeightMode = "class",
     seed: int = 0,
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -124,7 +133,8 @@ def train(
         jitter=jitter, topk=topk, arch=arch, encoder=encoder, epochs=epochs,
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-        class_weights=_none(class_weights), seed=seed, workers=workers, device=device, amp=amp,
+        class_weights=_none(class_weights), weight_mode=weight_mode, seed=seed, workers=workers,
+        device=device, amp=amp,
         compile=compile, eval_every=eval_every, limit_train=limit_train, limit_val=limit_val,
     )  # fmt: skip
     try:
@@ -234,6 +244,7 @@ def compare(
     scale: Annotated[tuple[float, float], typer.Option(help="Random scale range.")] = (0.75, 1.5),
     image_kernel: str = "bilinear",
     class_weights: ClassWeights = "none",
+    weight_mode: WeightMode = "class",
     workers: int = 2,
     device: str = "auto",
     eval_split: str = "val",
@@ -256,8 +267,8 @@ def compare(
     base = TrainConfig(
         dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
         batch_size=batch_size, lr=lr, scale=tuple(scale), image_kernel=image_kernel,
-        class_weights=_none(class_weights), workers=workers, device=device, val_split=None,
-        limit_train=limit_train,
+        class_weights=_none(class_weights), weight_mode=weight_mode, workers=workers,
+        device=device, val_split=None, limit_train=limit_train,
     )  # fmt: skip
     methods_ = _split(methods, str, "--methods")
     cells = grid(methods_, _split(factors, float, "--factors"), _split(seeds, int, "--seeds"))
@@ -266,7 +277,10 @@ def compare(
     try:
         for method in methods_:  # unknown names fail here, before anything is written
             method_options(method)
-        check_settings(out, {**shared, "max_pixels": max_pixels, "eval_split": eval_split})
+        check_settings(
+            out, {**shared, "max_pixels": max_pixels, "eval_split": eval_split},
+            defaults=asdict(TrainConfig()),
+        )  # fmt: skip
         run_grid(
             cells, out,
             lambda c, d: train_cell(base, c, d, eval_split=eval_split, max_pixels=max_pixels),

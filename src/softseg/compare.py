@@ -227,11 +227,16 @@ def _load_finished(cell: Cell, path: Path) -> dict[str, Any] | None:
 SETTINGS_FILE = "grid.json"
 
 
-def check_settings(out_dir: str | os.PathLike, settings: Mapping[str, Any]) -> None:
+def check_settings(
+    out_dir: str | os.PathLike,
+    settings: Mapping[str, Any],
+    defaults: Mapping[str, Any] | None = None,
+) -> None:
     """Record the settings every cell of ``out_dir`` shares, or check them against the record.
 
     A study may be run a part at a time; this refuses to mix cells trained with other settings
-    (model, schedule, data) into one table.
+    (model, schedule, data) into one table. A setting missing from the record (an option added
+    after the grid was started) counts as its value in ``defaults``, the behaviour it had then.
 
     Raises:
         ValueError: naming each setting that differs from the one on record.
@@ -241,7 +246,8 @@ def check_settings(out_dir: str | os.PathLike, settings: Mapping[str, Any]) -> N
     if not path.exists():
         atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
         return
-    recorded = _read_json(path)
+    implied = {k: v for k, v in _jsonable(dict(defaults or {})).items() if k in settings}
+    recorded = implied | _read_json(path)
     diffs = [
         f"{k}={settings.get(k)!r} (recorded: {recorded.get(k)!r})"
         for k in sorted(set(settings) | set(recorded))

@@ -71,6 +71,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     class_weights: str | None = None  # None or "median-frequency" (over the training labels)
+    weight_mode: str = "class"  # how class weights meet soft labels: "class" or "pixel"
     seed: int = 0
     workers: int = 2
     device: str = "auto"
@@ -388,7 +389,7 @@ def train(
     )
     loss_fn = SoftCrossEntropy(
         ignore_index=info.ignore_index, label_smoothing=cfg.label_smoothing,
-        weight=_class_weights(cfg, train_ds, progress and di.main),
+        weight=_class_weights(cfg, train_ds, progress and di.main), weight_mode=cfg.weight_mode,
         kernel=cfg.label_kernel or cfg.image_kernel, antialias=cfg.antialias,
     ).to(device)  # fmt: skip
     history: list[dict[str, Any]] = []

@@ -9,6 +9,16 @@ The denominator is the class-weighted valid mass of the whole batch, so ignored 
 to the loss nor dilutes it, and a one-hot target (or an integer map with ``ignore_index``) gives
 exactly ``F.cross_entropy(z, labels, weight=w, ignore_index=...)``.
 
+Class weights inside a soft target also move the loss's optimum from ``t`` to ``w_c t_c / sum_k
+w_k t_k``: a pixel that is 10% pole and 90% tree is then predicted mostly pole when pole weighs ten
+times tree. ``weight_mode="pixel"`` weighs each pixel by the mean class weight of its mass,
+``w_bar = sum_c w_c t_c / m``, and keeps the target as it is::
+
+    loss = - sum_{n,i,j} w_bar sum_c t_c log_softmax(z)_c  /  sum_{n,i,j} sum_c w_c t_c
+
+Pixels holding rare classes count more, the optimum stays ``t``, and for one-hot targets both
+modes are the same loss.
+
 Three target forms are accepted and meet in one kernel that never builds a dense one-hot:
 
 - dense soft targets, float ``(N, C, H, W)``;
@@ -38,10 +48,21 @@ __all__ = ["SoftCrossEntropy", "median_frequency_weights", "soft_cross_entropy"]
 
 Target = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 Reduction = Literal["mean", "sum", "none"]
+WeightMode = Literal["class", "pixel"]
 _REDUCTIONS = ("mean", "sum", "none")
+WEIGHT_MODES = ("class", "pixel")
 
 
 # --------------------------------------------------------------------------- argument checking
+def _check_options(reduction: str, weight_mode: str, label_smoothing: float) -> None:
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    if weight_mode not in WEIGHT_MODES:
+        raise ValueError(f"weight_mode must be one of {WEIGHT_MODES}, got {weight_mode!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+
+
 def _is_int(t: torch.Tensor) -> bool:
     return not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
 
@@ -118,6 +139,7 @@ def _soft_ce_terms(
 
     ``target`` is already at the resolution of ``logp`` ``(N, C, h, w)`` and in its dtype (integer
     maps stay integer). Sparse and integer targets are gathered, never expanded to ``C`` channels.
+    ``weight=None`` means all ones.
     """
     if isinstance(target, tuple):  # sparse: (indices, weights), (N, k, h, w)
         indices, mass = target
@@ -146,6 +168,7 @@ def soft_cross_entropy(
     *,
     ignore_index: int | None = 255,
     weight: torch.Tensor | None = None,
+    weight_mode: WeightMode = "class",
     label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
     kernel: str = "bilinear",
@@ -166,6 +189,9 @@ def soft_cross_entropy(
             dense ones with :func:`softseg.resize_image`, sparse ones densified first).
         ignore_index: label value of ignored pixels in integer targets (``None``: none).
         weight: optional class weights ``(C,)``, non-negative.
+        weight_mode: ``"class"`` weighs each class's share of the target (the optimum becomes the
+            re-weighted target); ``"pixel"`` weighs each pixel by the mean weight of its target
+            and keeps the optimum at the target. The same for one-hot targets without smoothing.
         label_smoothing: ``eps`` in ``[0, 1]``; each pixel's target becomes
             ``(1 - eps) * t + eps * m / C`` with ``m = sum_c t_c`` its valid mass, so ignored mass
             stays ignored.
@@ -190,10 +216,7 @@ def soft_cross_entropy(
     so the loss stays a weighted mean of per-pixel cross-entropies; the summed loss is the same.
     """
     _check_logits(logits)
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+    _check_options(reduction, weight_mode, label_smoothing)
     N, C, h, w = logits.shape
     # half-precision log-probabilities lose too much; compute in at least float32
     dtype = torch.promote_types(logits.dtype, torch.float32)
@@ -267,6 +290,12 @@ def soft_cross_entropy(
 
     # ---- the loss
     logp = F.log_softmax(logits.to(dtype), dim=1)
+    pixel_weight = None
+    if weight is not None and weight_mode == "pixel":
+        # each pixel weighs the mean class weight of its mass; the target itself stays unweighted
+        _, weighted_mass, mass = _soft_ce_terms(logp, target, weight, ignore_index)
+        pixel_weight = weighted_mass / mass.clamp(min=torch.finfo(dtype).tiny)
+        weight = None
     true_term, true_mass, mass = _soft_ce_terms(logp, target, weight, ignore_index)
     if label_smoothing > 0:
         eps = float(label_smoothing)
@@ -277,6 +306,8 @@ def soft_cross_entropy(
         pixel_mass = (1 - eps) * true_mass + (eps / C) * mass * class_weight
     else:
         pixel, pixel_mass = -true_term, true_mass
+    if pixel_weight is not None:
+        pixel, pixel_mass = pixel_weight * pixel, pixel_weight * pixel_mass
 
     if reduction == "none":
         loss = pixel
@@ -310,17 +341,16 @@ class SoftCrossEntropy(nn.Module):
         *,
         ignore_index: int | None = 255,
         weight: torch.Tensor | None = None,
+        weight_mode: WeightMode = "class",
         label_smoothing: float = 0.0,
         reduction: Reduction = "mean",
         kernel: str = "bilinear",
         antialias: bool = True,
     ) -> None:
         super().__init__()
-        if reduction not in _REDUCTIONS:
-            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-        if not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
+        _check_options(reduction, weight_mode, label_smoothing)
         self.ignore_index = ignore_index
+        self.weight_mode = weight_mode
         self.label_smoothing = float(label_smoothing)
         self.reduction = reduction
         self.kernel = kernel
@@ -333,6 +363,7 @@ class SoftCrossEntropy(nn.Module):
             target,
             ignore_index=self.ignore_index,
             weight=self.weight,
+            weight_mode=self.weight_mode,
             label_smoothing=self.label_smoothing,
             reduction=self.reduction,
             kernel=self.kernel,
@@ -341,7 +372,8 @@ class SoftCrossEntropy(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"ignore_index={self.ignore_index}, label_smoothing={self.label_smoothing}, "
+            f"ignore_index={self.ignore_index}, weight_mode={self.weight_mode!r}, "
+            f"label_smoothing={self.label_smoothing}, "
             f"reduction={self.reduction!r}, kernel={self.kernel!r}, antialias={self.antialias}"
         )
 
