@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 
 from softseg.atomic import atomic_write_text
-from softseg.compare import load_results, summarize, write_tables
+from softseg.compare import compare_to_baseline, load_results, summarize, write_tables
 from softseg.plots import plot_class_gains, plot_miou_vs_factor
 
 HERE = Path(__file__).resolve().parent
 GRID = HERE / "camvid"
+PIXEL_GRID = HERE / "camvid_pixel_weights"
 OUT = HERE.parent / "results.md"
 METHODS = ("nearest", "mode", "soft", "soft-area")
 PLANNED = {8.0: 3, 4.0: 3, 2.0: 3, 1.0: 1}  # factor -> seeds
@@ -71,6 +72,17 @@ to `w_c t_c / sum_k w_k t_k`, the optimum of the weighted loss the study trains 
 labels do not change). mIoU %, from `.venv/bin/python docs/results/label_ceiling.py`:
 """
 
+WEIGHT_MODE_INTRO = """## Class weights and soft labels (factor 8)
+
+The label ceiling shows the study's class weighting costing soft labels most of their advantage:
+weighted by class, a soft label's optimum moves to `w_c t_c / sum_k w_k t_k`, so a pixel that is
+10% pole (median-frequency weight 4.8) and 90% tree (0.42) is best predicted as pole. One-hot
+labels are not moved. `--weight-mode pixel` weighs each pixel by the mean class weight of its
+label instead and keeps the optimum at the soft label; for one-hot labels it is the same loss.
+The study's recipe at factor 8 with that one change (`bash docs/results/run_weight_mode.sh`;
+mIoU %, mean ± std (seeds)):
+"""
+
 
 def main() -> None:
     results = load_results(GRID)
@@ -116,7 +128,7 @@ def main() -> None:
     hardware = f"{platform.processor() or platform.machine()}, {_cpu_name()}, 2 cores, CPU only"
     text = INTRO.format(hardware=hardware, torch=torch.__version__)
     text += "\n" + "\n".join(status) + "\n\n## Tables\n" + body + "\n\n" + "\n".join(plots)
-    text += "\n" + _ceiling_section()
+    text += "\n" + _ceiling_section() + _weight_mode_section(rows)
     atomic_write_text(OUT, text.rstrip() + "\n")
     print(f"wrote {OUT} ({len(done)} cells)")
 
@@ -145,6 +157,49 @@ def _ceiling_section() -> str:
             row = scores[(factors[0], m, w)]
             lines.append(f"| {m} | {w} | " + " | ".join(row[c] for c in THIN) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _weight_mode_section(study_rows: list[dict]) -> str:
+    """The factor-8 cells of ``run_weight_mode.sh`` beside the study's (empty until one exists)."""
+    results = load_results(PIXEL_GRID) if PIXEL_GRID.exists() else []
+    if not results:
+        return ""
+    write_tables(results, PIXEL_GRID)
+    rows = summarize(results)
+    factor = 8.0
+    study = {r["method"]: r for r in study_rows if r["factor"] == factor}
+    pixel = {r["method"]: r for r in rows if r["factor"] == factor}
+    lines = [WEIGHT_MODE_INTRO, "| method | class weighting (the study) | pixel weighting |",
+             "|---|---:|---:|"]  # fmt: skip
+    for method in pixel:
+        lines.append(f"| {method} | {_mean_std(study.get(method))} | {_mean_std(pixel[method])} |")
+    lines += ["", "Pixel weighting against nearest (same grid), 2σ = twice the standard error:", ""]
+    for v in compare_to_baseline(rows):
+        if v["diff"] is not None:
+            noise = "" if v["threshold"] is None else f", 2σ {v['threshold']:.2f}"
+            lines.append(
+                f"- x{v['factor']:g} {v['method']}: {v['diff']:+.2f}{noise}: {v['verdict']}"
+            )
+    same = _same_nearest_cells(results, load_results(GRID))
+    if same:
+        lines += ["", f"Nearest cells whose mIoU equals the study's to the last digit: {same}."]
+    return "\n".join(lines) + "\n"
+
+
+def _mean_std(row: dict | None) -> str:
+    if row is None:
+        return "–"
+    std = "" if row["miou_std"] is None else f" ± {row['miou_std']:.2f}"
+    return f"{row['miou_mean']:.2f}{std} ({row['n']})"
+
+
+def _same_nearest_cells(pixel: list[dict], study: list[dict]) -> str:
+    """Which nearest cells of the two grids agree exactly (one-hot targets: the same loss)."""
+    by_cell = {(r["factor"], r["seed"]): r["miou"] for r in study if r["method"] == "nearest"}
+    pairs = [(r, by_cell.get((r["factor"], r["seed"]))) for r in pixel if r["method"] == "nearest"]
+    pairs = [(r, m) for r, m in pairs if m is not None]
+    equal = [f"seed {r['seed']}" for r, m in pairs if r["miou"] == m]
+    return f"{len(equal)} of {len(pairs)}" + (f" ({', '.join(equal)})" if equal else "")
 
 
 def _cpu_name() -> str:
