@@ -171,9 +171,18 @@ def _weight_mode_section(study_rows: list[dict]) -> str:
     pixel = {r["method"]: r for r in rows if r["factor"] == factor}
     lines = [WEIGHT_MODE_INTRO, "| method | class weighting (the study) | pixel weighting |",
              "|---|---:|---:|"]  # fmt: skip
-    for method in pixel:
-        lines.append(f"| {method} | {_mean_std(study.get(method))} | {_mean_std(pixel[method])} |")
-    lines += ["", "Pixel weighting against nearest (same grid), 2σ = twice the standard error:", ""]
+    for method in ("nearest", "soft", "soft-area"):
+        lines.append(
+            f"| {method} | {_mean_std(study.get(method))} | {_mean_std(pixel.get(method))} |"
+        )
+    # one-hot labels give the same loss in both modes, so until this grid's own nearest cells are
+    # done the study's stand in for them (and say so)
+    baseline = pixel.get("nearest")
+    where = "this grid's nearest cells"
+    if baseline is None and "nearest" in study:
+        baseline, where = study["nearest"], "the study's nearest cells (the same loss for one-hot)"
+    rows = [baseline] + [r for r in pixel.values() if r["method"] != "nearest"] if baseline else []
+    lines += ["", f"Pixel weighting against {where}", "(2σ = twice the standard error):", ""]
     for v in compare_to_baseline(rows):
         if v["diff"] is not None:
             noise = "" if v["threshold"] is None else f", 2σ {v['threshold']:.2f}"
@@ -198,6 +207,8 @@ def _same_nearest_cells(pixel: list[dict], study: list[dict]) -> str:
     by_cell = {(r["factor"], r["seed"]): r["miou"] for r in study if r["method"] == "nearest"}
     pairs = [(r, by_cell.get((r["factor"], r["seed"]))) for r in pixel if r["method"] == "nearest"]
     pairs = [(r, m) for r, m in pairs if m is not None]
+    if not pairs:
+        return ""
     equal = [f"seed {r['seed']}" for r, m in pairs if r["miou"] == m]
     return f"{len(equal)} of {len(pairs)}" + (f" ({', '.join(equal)})" if equal else "")
 

@@ -6,8 +6,11 @@
 #   bash docs/results/run_weight_mode.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-.venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid \
-  --methods nearest,soft,soft-area --factors 8 --seeds "${SEEDS:-0,1,2}" \
-  --arch linknet --encoder resnet18 --epochs 40 --batch-size 8 --lr 2e-3 \
-  --class-weights median-frequency --weight-mode pixel \
-  --max-pixels 43200 --workers 1 --device cpu --out docs/results/camvid_pixel_weights
+# soft labels first (the point of the experiment), the nearest check after
+for methods in soft,soft-area nearest; do
+  .venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid \
+    --methods "$methods" --factors 8 --seeds "${SEEDS:-0,1,2}" \
+    --arch linknet --encoder resnet18 --epochs 40 --batch-size 8 --lr 2e-3 \
+    --class-weights median-frequency --weight-mode pixel \
+    --max-pixels 43200 --workers 1 --device cpu --out docs/results/camvid_pixel_weights
+done
