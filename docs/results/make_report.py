@@ -11,6 +11,7 @@ checkpoints, so only ``softseg compare`` draws it.
 from __future__ import annotations
 
 import csv
+import json
 import platform
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from softseg.plots import plot_class_gains, plot_miou_vs_factor
 HERE = Path(__file__).resolve().parent
 GRID = HERE / "camvid"
 PIXEL_GRID = HERE / "camvid_pixel_weights"
+REPRODUCED = HERE / "reproduced"  # result.json of cells rerun from a clean clone, named by cell
 OUT = HERE.parent / "results.md"
 METHODS = ("nearest", "mode", "soft", "soft-area")
 PLANNED = {8.0: 3, 4.0: 3, 2.0: 3, 1.0: 1}  # factor -> seeds
@@ -54,7 +56,9 @@ the same compute? One model and one schedule for every cell; only the labels dif
 ```bash
 make test                              # builds .venv
 bash docs/results/run_study.sh         # the whole grid, resumable: finished cells are skipped
-.venv/bin/python docs/results/make_report.py   # this page from docs/results/camvid/
+.venv/bin/python docs/results/make_report.py   # this page from docs/results/camvid*/
+.venv/bin/python docs/results/label_ceiling.py  # the label-ceiling table (a few minutes)
+bash docs/results/run_weight_mode.sh   # the class-weighting investigation at factor 8
 # one cell from a clean clone, e.g. soft labels at factor 8, seed 0, into a fresh directory:
 .venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid --methods soft \\
   --factors 8 --seeds 0 --arch linknet --encoder resnet18 --epochs 40 --batch-size 8 --lr 2e-3 \\
@@ -69,7 +73,8 @@ What each label method lets a perfect model score: the `val` labels made at the 
 training labels are (whole frames) and scored at full resolution the way predictions are (bilinear
 up-sampling, argmax), without a model. With median-frequency weights a label is first re-weighted
 to `w_c t_c / sum_k w_k t_k`, the optimum of the weighted loss the study trains with (one-hot
-labels do not change). mIoU %, from `.venv/bin/python docs/results/label_ceiling.py`:
+labels do not change; `--weight-mode pixel` leaves the optimum at the label, so its ceiling is the
+unweighted one). mIoU %, from `.venv/bin/python docs/results/label_ceiling.py`:
 """
 
 WEIGHT_MODE_INTRO = """## Class weights and soft labels (factor 8)
@@ -128,9 +133,33 @@ def main() -> None:
     hardware = f"{platform.processor() or platform.machine()}, {_cpu_name()}, 2 cores, CPU only"
     text = INTRO.format(hardware=hardware, torch=torch.__version__)
     text += "\n" + "\n".join(status) + "\n\n## Tables\n" + body + "\n\n" + "\n".join(plots)
+    text += "\n" + _reproduction_section(results, rows)
     text += "\n" + _ceiling_section() + _weight_mode_section(rows)
     atomic_write_text(OUT, text.rstrip() + "\n")
     print(f"wrote {OUT} ({len(done)} cells)")
+
+
+def _reproduction_section(results: list[dict], rows: list[dict]) -> str:
+    """Cells rerun from a clean clone (``reproduced/<cell>.json``) against the study's."""
+    files = sorted(REPRODUCED.glob("*.json")) if REPRODUCED.exists() else []
+    if not files:
+        return ""
+    study = {(r["method"], float(r["factor"]), int(r["seed"])): r for r in results}
+    noise = {(r["method"], float(r["factor"])): r["miou_std"] for r in rows}
+    lines = ["## Reproduction from a clean clone", "",
+             "Cells rerun with the command above in a fresh `git clone` (its own `.venv`):", "",
+             "| cell | study mIoU | rerun mIoU | difference | seed std of the cell's method |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for path in files:
+        rerun = json.loads(path.read_text())
+        key = (rerun["method"], float(rerun["factor"]), int(rerun["seed"]))
+        if key not in study:
+            continue
+        a, b = float(study[key]["miou"]), float(rerun["miou"])
+        std = noise.get(key[:2])
+        lines.append(f"| {path.stem} | {a:.4f} | {b:.4f} | {b - a:+.4f} | "
+                     + ("–" if std is None else f"{std:.2f}") + " |")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 def _ceiling_section() -> str:
