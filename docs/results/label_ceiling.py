@@ -1,6 +1,6 @@
 """The label ceiling of the CamVid study: what each label method lets a perfect model score.
 
-    .venv/bin/python docs/results/label_ceiling.py      # about 3 minutes on one core
+    .venv/bin/python docs/results/label_ceiling.py      # about 6 minutes on one busy core
 
 For every factor and method the `val` labels are made the way training labels are made (whole
 frames) and scored at full resolution the way predictions are (bilinear up-sampling, argmax),

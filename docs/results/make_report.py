@@ -204,15 +204,8 @@ def _weight_mode_section(study_rows: list[dict]) -> str:
         lines.append(
             f"| {method} | {_mean_std(study.get(method))} | {_mean_std(pixel.get(method))} |"
         )
-    # one-hot labels give the same loss in both modes, so until this grid's own nearest cells are
-    # done the study's stand in for them (and say so)
-    baseline = pixel.get("nearest")
-    where = "this grid's nearest cells"
-    if baseline is None and "nearest" in study:
-        baseline, where = study["nearest"], "the study's nearest cells (the same loss for one-hot)"
-    rows = [baseline] + [r for r in pixel.values() if r["method"] != "nearest"] if baseline else []
-    lines += ["", f"Pixel weighting against {where}", "(2σ = twice the standard error):", ""]
-    for v in compare_to_baseline(rows):
+    lines += ["", "Against this grid's nearest cells (2σ = twice the standard error):", ""]
+    for v in compare_to_baseline(list(pixel.values())):
         if v["diff"] is not None:
             noise = "" if v["threshold"] is None else f", 2σ {v['threshold']:.2f}"
             lines.append(

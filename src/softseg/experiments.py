@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .compare import Cell
 from .engine import (
@@ -30,7 +29,7 @@ from .kernels import KERNELS
 from .metrics import SegmentationMetrics
 from .plots import plot_label_panel
 from .resample import soft_downsample
-from .retention import class_retention
+from .retention import class_retention, one_hot_labels
 from .transforms import resample_label
 
 
@@ -156,9 +155,7 @@ def dataset_label_ceiling(
                 ignore_index=info.ignore_index,
             )  # fmt: skip
             if not made.dtype.is_floating_point:  # hard labels: one-hot, void pixels all zero
-                void = made == info.ignore_index
-                made = F.one_hot(made.masked_fill(void, 0), info.num_classes).movedim(-1, 0)
-                made = made.float() * (~void).float()
+                made = one_hot_labels(made, info.num_classes, info.ignore_index)
             if class_weights is not None:
                 made = made * class_weights.view(-1, 1, 1)
                 made = made / made.sum(0, keepdim=True).clamp(min=1e-12)

@@ -22,7 +22,8 @@ __all__ = ["class_retention", "METHODS"]
 METHODS = ("nearest", "mode", "soft")
 
 
-def _one_hot(hard: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+def one_hot_labels(hard: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
+    """``(..., C, h, w)`` float one-hot of a hard map ``(..., h, w)``; ignored pixels all zero."""
     codes = hard.long().masked_fill(hard.long() == ignore_index, num_classes)
     onehot = torch.nn.functional.one_hot(codes, num_classes + 1)[..., :num_classes]
     return onehot.movedim(-1, -3).float()
@@ -57,10 +58,10 @@ def class_retention(
     truth = soft_downsample(labels, size, num_classes, **opts)
     made = {
         "soft": lambda: truth,
-        "nearest": lambda: _one_hot(
+        "nearest": lambda: one_hot_labels(
             nearest_downsample(labels, size, ignore_index=ignore_index), num_classes, ignore_index
         ),
-        "mode": lambda: _one_hot(
+        "mode": lambda: one_hot_labels(
             mode_downsample(labels, size, num_classes, ignore_index=ignore_index),
             num_classes,
             ignore_index,
