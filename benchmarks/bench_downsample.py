@@ -8,6 +8,7 @@ so that neither side profits from memory the allocator kept from the other; on C
 
     python benchmarks/bench_downsample.py                 # CPU, both cases, all torch kernels
     python benchmarks/bench_downsample.py --device cuda
+    python benchmarks/bench_downsample.py --device cuda --block-mb 8 --run-path never  # a sweep point
 """
 
 from __future__ import annotations
@@ -147,13 +148,29 @@ def main():
     parser.add_argument("--repeat", type=int, default=5, help="timed calls of each side")
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory children")
+    parser.add_argument(
+        "--block-mb", type=int, help="softseg's partial-sum block on this device (tuning sweeps)"
+    )
+    parser.add_argument(
+        "--run-path",
+        choices=["auto", "always", "never"],
+        help="softseg's first pass (tuning sweeps)",
+    )
     args = parser.parse_args()
+    if args.block_mb is not None:
+        softseg.resample._BLOCK_BYTES[args.device] = args.block_mb << 20
+    if args.run_path is not None:
+        softseg.resample._RUN_PATH = args.run_path
     torch.set_num_threads(1)
     header = (
         f"{'case':<11}{'kernel':<13}{'ref ms':>9}{'ours ms':>9}{'speedup':>9}"
         f"{'ref MB':>9}{'ours MB':>9}{'mem ratio':>10}{'max err':>10}"
     )
-    print(f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}")
+    print(
+        f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} "
+        f"block_mb={softseg.resample._BLOCK_BYTES[args.device] >> 20} "
+        f"run_path={softseg.resample._RUN_PATH}"
+    )
     print(header)
     print("-" * len(header))
     for case in args.cases:

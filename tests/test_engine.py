@@ -54,7 +54,8 @@ def assert_same_weights(a, b):
 
 
 def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
-    straight = TrainConfig(out=str(tmp_path / "a"), **SMALL)
+    # deterministic: on a CUDA machine this runs on the GPU, where exactness needs it
+    straight = TrainConfig(out=str(tmp_path / "a"), deterministic=True, **SMALL)
     train(straight, progress=False)
     half = replace(straight, out=str(tmp_path / "b"))
     train(half, progress=False, stop_after_epoch=1)
@@ -144,7 +145,7 @@ def _softseg(*args, **kw):
 
 
 def test_cli_resume_after_kill_matches_uninterrupted_run(tmp_path):
-    common = CLI_DATA + ["--epochs", "3", "--seed", "3"]
+    common = CLI_DATA + ["--epochs", "3", "--seed", "3", "--deterministic"]
     subprocess.run(
         [sys.executable, "-m", "softseg", "train", "--out", str(tmp_path / "a"), *common],
         check=True,
@@ -263,6 +264,24 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
     assert [r["epoch"] for r in log] == [1] and 0 <= log[0]["val_miou"] <= 100
 
 
+def test_deterministic_algorithms_are_scoped_to_the_run(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(engine, "_train", lambda cfg, **kw: seen.append(
+        (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
+    ))  # fmt: skip
+    before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        train(TrainConfig(out=str(tmp_path / "d"), deterministic=True), progress=False)
+        train(TrainConfig(out=str(tmp_path / "n")), progress=False)
+        assert seen == [(True, False), (False, True)]
+        assert not torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.benchmark  # restored after the deterministic run
+    finally:
+        torch.use_deterministic_algorithms(before[0])
+        torch.backends.cudnn.benchmark = before[1]
+
+
 def test_median_frequency_class_weights_train_and_bad_name(tmp_path):
     cfg = TrainConfig(out=str(tmp_path / "w"), **(SMALL | {"epochs": 1}))
     record = train(replace(cfg, class_weights="median-frequency"), progress=False)
@@ -275,6 +294,7 @@ def test_pixel_weight_mode_leaves_hard_label_runs_unchanged(tmp_path):
     # a full-resolution model, so that hard labels reach the loss as hard labels (the tiny model's
     # stride-4 logits would bring them down to soft ones)
     full = {"arch": "linknet", "epochs": 1, "class_weights": "median-frequency", "val_split": None}
+    full |= {"deterministic": True}  # bit equality on a CUDA machine too
     cfg = TrainConfig(**(SMALL | full))
     loss = {}
     for labels in ("nearest", "soft"):

@@ -109,6 +109,9 @@ def train(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA).")] = False,
     compile: Annotated[bool, typer.Option(help="torch.compile the model (CUDA).")] = False,
+    deterministic: Annotated[
+        bool, typer.Option(help="Bit-reproducible CUDA kernels (slower); the CPU always is.")
+    ] = False,
     eval_every: Annotated[int, typer.Option(help="Validate every N epochs.")] = 1,
     train_split: str = "train",
     val_split: Annotated[str, typer.Option(help="Validation split ('' to skip).")] = "val",
@@ -134,8 +137,8 @@ def train(
         batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
         schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
         class_weights=_none(class_weights), weight_mode=weight_mode, seed=seed, workers=workers,
-        device=device, amp=amp,
-        compile=compile, eval_every=eval_every, limit_train=limit_train, limit_val=limit_val,
+        device=device, amp=amp, compile=compile, deterministic=deterministic,
+        eval_every=eval_every, limit_train=limit_train, limit_val=limit_val,
     )  # fmt: skip
     try:
         record = run_training(cfg, resume=resume)

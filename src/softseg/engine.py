@@ -16,8 +16,8 @@ import math
 import os
 import resource
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = False
     compile: bool = False
+    deterministic: bool = False  # bit-reproducible kernels on CUDA too (slower)
     eval_every: int = 1
     limit_train: int | None = None
     limit_val: int | None = None
@@ -301,6 +302,30 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "module", model)  # DistributedDataParallel
 
 
+@contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Only bit-reproducible kernels inside the block; the previous setting is restored after it.
+
+    The CPU path is deterministic anyway. On CUDA, cuDNN and cuBLAS pick kernels whose reductions
+    run in a varying order, so two identical runs drift apart in the last bits and a resumed run
+    does not end where the uninterrupted one does; this trades some speed for exactness. An op
+    with no deterministic CUDA kernel then raises rather than silently breaking the promise.
+    """
+    if not enabled:
+        yield
+        return
+    # cuBLAS reads this when it creates its workspace; without it PyTorch refuses the products
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark = previous[1]
+
+
 # --------------------------------------------------------------------------- training
 def _history_lines(history: list[dict[str, Any]]) -> str:
     return "".join(json.dumps(row) + "\n" for row in history)
@@ -328,6 +353,13 @@ def train(
         FileExistsError: ``cfg.out`` already holds a run and ``resume`` is False.
         FloatingPointError: the loss became NaN or infinite (the last good checkpoint is kept).
     """
+    with deterministic_algorithms(cfg.deterministic):
+        return _train(cfg, resume=resume, progress=progress, stop_after_epoch=stop_after_epoch)
+
+
+def _train(
+    cfg: TrainConfig, *, resume: bool, progress: bool, stop_after_epoch: int | None
+) -> dict[str, Any]:
     device = resolve_device(cfg.device)
     di = _init_distributed(device)
     if device.type == "cuda" and di.world > 1:

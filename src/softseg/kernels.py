@@ -150,12 +150,16 @@ def _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners)
     f32 = np.float32
     i = np.arange(n_out, dtype=f32)
     if kernel == "nearest":
-        # torch picks floor(X * scale) in float32 for output X of the whole map; a box starting at
-        # start = X0 * scale continues that grid at X = X0 + i, so indices match "resize, crop".
-        exact = start == 0 and float(length).is_integer()
-        scale32 = f32(length) / f32(n_out) if exact else f32(length / n_out)  # IN/OUT, rounded once
-        grid = (start / (length / n_out) + np.arange(n_out)).astype(f32)
-        return np.floor(grid * scale32).astype(np.int64)[:, None], np.ones((n_out, 1))
+        # torch picks floor(X * scale) in float32 for output X of the map it is given. A box at
+        # a whole pixel is that map cut (or padded) first, so the same float32 bits plus the
+        # offset; a box at a fraction continues the grid of the whole map, X = start/scale + i.
+        scale32 = f32(length) / f32(n_out) if float(length).is_integer() else f32(length / n_out)
+        if float(start).is_integer():
+            index = int(start) + np.floor(i * scale32).astype(np.int64)
+        else:
+            grid = (start / (length / n_out) + np.arange(n_out)).astype(f32)
+            index = np.floor(grid * scale32).astype(np.int64)
+        return index[:, None], np.ones((n_out, 1))
     if kernel in ("area", "box"):
         # adaptive average pooling: equal weights over [floor(i*L/n), ceil((i+1)*L/n)).
         if float(start).is_integer() and float(length).is_integer():
@@ -204,11 +208,14 @@ def _pil_bands(kernel, n_out, start, length, lo, hi):
     start, end = float(np.float32(start)), float(np.float32(start + length))
     scale = (end - start) / n_out
     if kernel == "nearest":
-        # PIL walks the grid by repeated addition in double precision and truncates.
+        # PIL walks the grid by repeated addition in double precision and truncates. It refuses
+        # boxes that leave the image; such a box is PIL's walk on the image padded by whole pixels
+        # (the sums then start from a different number and round differently at exact ties).
+        pad = max(0, math.ceil(-start))
         steps = np.full(n_out, scale)
-        steps[0] = start + scale * 0.5
+        steps[0] = start + pad + scale * 0.5
         src = np.cumsum(steps)
-        return np.floor(src).astype(np.int64)[:, None], np.ones((n_out, 1))
+        return np.floor(src).astype(np.int64)[:, None] - pad, np.ones((n_out, 1))
     name = "box" if kernel == "area" else kernel
     center = start + scale * (np.arange(n_out) + 0.5)
     return _filtered(center, scale, name, lo, hi, stretch=True)

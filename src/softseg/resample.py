@@ -278,10 +278,13 @@ def _first_pass(part, acc, k: int, w: int, target, weight, runs) -> None:
     once per run of equal codes and its edges (label maps are piecewise constant).
     """
     n_rows, cols = part.shape
-    starts = torch.ones_like(part, dtype=torch.bool)
-    torch.ne(part[:, 1:], part[:, :-1], out=starts[:, 1:])
     per_pixel = n_rows * cols * target.shape[0]
-    if runs is not None and _RUN_PATH != "never":
+    # On a GPU the run path's host syncs (counting runs, sizing their outputs) cost more than the
+    # per-pixel adds they save: measured 0.1-0.9x against 1.1-3.2x (docs/benchmarks, CUDA sweep).
+    on_cpu = part.device.type == "cpu"
+    if runs is not None and (_RUN_PATH == "always" or (_RUN_PATH == "auto" and on_cpu)):
+        starts = torch.ones_like(part, dtype=torch.bool)
+        torch.ne(part[:, 1:], part[:, :-1], out=starts[:, 1:])
         n_runs = int(starts.sum())
         # each run element costs a gather besides its add; a pixel phase costs about one add
         per_run = 2 * (n_runs * (2 * runs.partial_j.shape[0] + 4) + n_rows * w) + n_rows * cols // 4
@@ -319,12 +322,14 @@ def _runs_pass(part, starts, runs: _Runs, acc, k: int, w: int) -> None:
         acc.index_add_(0, pj.index_select(0, b).add_(base), pw.index_select(0, b).neg_())
 
 
-#: "auto" picks the cheaper first pass; tests force "always" or "never" to check both agree.
+#: "auto" picks the cheaper first pass (per pixel on GPUs); tests force "always" or "never" to
+#: check both agree.
 _RUN_PATH = "auto"
 
 #: Bytes of partial sums held at once; blocks of output rows keep the buffer this small, which
-#: keeps it in the allocator's reusable heap (no page faults) and in cache.
-_BLOCK_BYTES = 8 << 20
+#: keeps it in the allocator's reusable heap (no page faults) and in cache. A GPU has neither
+#: concern but pays a few kernel launches per block, so it takes far larger blocks.
+_BLOCK_BYTES = {"cpu": 8 << 20, "cuda": 256 << 20}
 
 
 def _soft_from_codes(codes: torch.Tensor, py: _AxisPlan, px: _AxisPlan, num_classes: int):
@@ -351,10 +356,12 @@ def _soft_from_codes(codes: torch.Tensor, py: _AxisPlan, px: _AxisPlan, num_clas
     band_index, band_weight = py.band_index.to(dev), py.band_weight.to(dev, f32)
     used_rows = py.used.to(dev)
     rows_per_out = max(1.0, len(py.used) / h) + py.band_index.shape[1]
-    block = max(1, int(_BLOCK_BYTES / (4 * n * k * w * rows_per_out)))
+    budget = _BLOCK_BYTES.get(dev.type, _BLOCK_BYTES["cpu"])
+    block = max(1, int(budget / (4 * n * k * w * rows_per_out)))
     for i0 in range(0, h, block):
         bags = band_index[i0 : i0 + block]
-        lo, hi = int(bags.min()), int(bags.max()) + 1
+        host_bags = py.band_index[i0 : i0 + block]  # the row span, read without a device sync
+        lo, hi = int(host_bags.min()), int(host_bags.max()) + 1
         rows = hi - lo
         part = codes.index_select(1, used_rows[lo:hi]).reshape(n * rows, cols)
         acc = torch.zeros(n * rows * k * w, dtype=f32, device=dev)
