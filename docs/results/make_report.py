@@ -49,7 +49,10 @@ the same compute? One model and one schedule for every cell; only the labels dif
   weights computed from the full-resolution training labels. The settings are recorded in
   `docs/results/camvid/grid.json`; `softseg compare` refuses to add cells with other settings.
 - Hardware: {hardware}; torch {torch}. Times are per cell on that machine; other work ran
-  beside it at times, so read them as rough.
+  beside it at times, so read them as rough. Every number on this page comes from that CPU. One
+  session was lent an H200 GPU for 15 minutes, but CamVid (122 MB) cannot travel to it (a 64 MiB
+  limit on what is sent), and GPU times would not compare with the CPU cells; it measured the
+  library on CUDA instead (README, "Speed and memory").
 
 ## Commands
 
