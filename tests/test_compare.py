@@ -365,3 +365,16 @@ def test_check_settings_takes_a_setting_added_later_at_its_default(tmp_path):
     check_settings(tmp_path, {"arch": "linknet", "weight_mode": "class"}, defaults=defaults)
     with pytest.raises(ValueError, match=r"weight_mode='pixel' \(recorded: 'class'\)"):
         check_settings(tmp_path, {"arch": "linknet", "weight_mode": "pixel"}, defaults=defaults)
+
+
+def test_grids_recorded_before_weight_mode_existed_were_class_weighted(tmp_path):
+    # the compare CLI's defaults: today's default is pixel, but a grid without the key was not
+    from dataclasses import asdict
+
+    from softseg.engine import TrainConfig
+
+    defaults = asdict(TrainConfig.from_dict({}))
+    check_settings(tmp_path, {"arch": "linknet"})
+    check_settings(tmp_path, {"arch": "linknet", "weight_mode": "class"}, defaults=defaults)
+    with pytest.raises(ValueError, match=r"weight_mode='pixel' \(recorded: 'class'\)"):
+        check_settings(tmp_path, {"arch": "linknet", "weight_mode": "pixel"}, defaults=defaults)

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -288,6 +288,13 @@ def test_median_frequency_class_weights_train_and_bad_name(tmp_path):
     assert record["epoch"] == 1 and 0 <= record["val_miou"] <= 100
     with pytest.raises(ValueError, match="class_weights must be one of"):
         train(replace(cfg, out=str(tmp_path / "x"), class_weights="inverse"), progress=False)
+
+
+def test_configs_without_weight_mode_keep_the_class_weighting_they_were_trained_with():
+    assert TrainConfig().weight_mode == "pixel"
+    old = {k: v for k, v in asdict(TrainConfig()).items() if k != "weight_mode"}
+    assert TrainConfig.from_dict(old).weight_mode == "class"
+    assert TrainConfig.from_dict(old | {"weight_mode": "pixel"}).weight_mode == "pixel"
 
 
 def test_pixel_weight_mode_leaves_hard_label_runs_unchanged(tmp_path):

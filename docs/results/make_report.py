@@ -46,7 +46,9 @@ the same compute? One model and one schedule for every cell; only the labels dif
 - Model and schedule, the same for every cell: LinkNet with a ResNet-18 encoder from scratch (no
   pretrained weights), AdamW lr 2e-3, poly schedule, 40 epochs, batch 8, weight decay 1e-4, random
   scale 0.75-1.5 + crop + flip + colour jitter, soft cross-entropy with median-frequency class
-  weights computed from the full-resolution training labels. The settings are recorded in
+  weights computed from the full-resolution training labels, applied per class inside soft labels
+  (`--weight-mode class`; see "Class weights and soft labels" below for why `softseg` now defaults
+  to `pixel`, and for that variant's numbers). The settings are recorded in
   `docs/results/camvid/grid.json`; `softseg compare` refuses to add cells with other settings.
 - Hardware: {hardware}; torch {torch}. Times are per cell on that machine; other work ran
   beside it at times, so read them as rough. Every number on this page comes from that CPU. One
@@ -65,7 +67,8 @@ bash docs/results/run_weight_mode.sh   # the class-weighting investigation at fa
 # one cell from a clean clone, e.g. soft labels at factor 8, seed 0, into a fresh directory:
 .venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid --methods soft \\
   --factors 8 --seeds 0 --arch linknet --encoder resnet18 --epochs 40 --batch-size 8 --lr 2e-3 \\
-  --class-weights median-frequency --max-pixels 43200 --workers 1 --device cpu --out /tmp/check
+  --class-weights median-frequency --weight-mode class --max-pixels 43200 --workers 1 \\
+  --device cpu --out /tmp/check
 ```
 """
 

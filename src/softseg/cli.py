@@ -26,9 +26,9 @@ ClassWeights = Annotated[str, typer.Option(help="Loss class weights: none or med
 WeightMode = Annotated[
     str,
     typer.Option(
-        help="How class weights meet soft labels: class (weighs each class's share, which moves the "
-        "loss's optimum towards weighted classes) or pixel (weighs each pixel by the mean weight of "
-        "its label, optimum unmoved). The same for hard labels."
+        help="How class weights meet soft labels: pixel (weighs each pixel by the mean weight of "
+        "its label, optimum unmoved) or class (weighs each class's share, which moves the loss's "
+        "optimum towards weighted classes). The same for hard labels."
     ),
 ]
 
@@ -103,7 +103,7 @@ def train(
     warmup_epochs: float = 0.0,
     label_smoothing: float = 0.0,
     class_weights: ClassWeights = "none",
-    weight_mode: WeightMode = "class",
+    weight_mode: WeightMode = "pixel",
     seed: int = 0,
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 2,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
@@ -247,7 +247,7 @@ def compare(
     scale: Annotated[tuple[float, float], typer.Option(help="Random scale range.")] = (0.75, 1.5),
     image_kernel: str = "bilinear",
     class_weights: ClassWeights = "none",
-    weight_mode: WeightMode = "class",
+    weight_mode: WeightMode = "pixel",
     workers: int = 2,
     device: str = "auto",
     eval_split: str = "val",
@@ -282,7 +282,7 @@ def compare(
             method_options(method)
         check_settings(
             out, {**shared, "max_pixels": max_pixels, "eval_split": eval_split},
-            defaults=asdict(TrainConfig()),
+            defaults=asdict(TrainConfig.from_dict({})),  # what a grid that lacks a key meant
         )  # fmt: skip
         run_grid(
             cells, out,

@@ -41,6 +41,11 @@ CONFIG = "config.json"
 METRICS_LOG = "metrics.jsonl"
 
 
+#: What a config written before an option existed meant: the behaviour of the code back then, not
+#: today's default (weight_mode was "class" until the CamVid study showed it cost soft labels).
+IMPLIED_WHEN_MISSING: dict[str, Any] = {"weight_mode": "class"}
+
+
 @dataclass
 class TrainConfig:
     """Everything a training run depends on; saved as ``config.json`` in the run directory."""
@@ -71,7 +76,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     class_weights: str | None = None  # None or "median-frequency" (over the training labels)
-    weight_mode: str = "class"  # how class weights meet soft labels: "class" or "pixel"
+    weight_mode: str = "pixel"  # how class weights meet soft labels: "pixel" or "class"
     seed: int = 0
     workers: int = 2
     device: str = "auto"
@@ -85,11 +90,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
+        """The config a saved ``config.json`` describes (keys it lacks: see ``IMPLIED_WHEN_MISSING``)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
-        cfg = cls(**raw)
+        cfg = cls(**(IMPLIED_WHEN_MISSING | raw))
         for name in ("crop", "scale"):
             value = getattr(cfg, name)
             if value is not None:

@@ -192,6 +192,8 @@ def soft_cross_entropy(
         weight_mode: ``"class"`` weighs each class's share of the target (the optimum becomes the
             re-weighted target); ``"pixel"`` weighs each pixel by the mean weight of its target
             and keeps the optimum at the target. The same for one-hot targets without smoothing.
+            The default keeps ``F.cross_entropy``'s meaning; ``softseg train`` uses ``"pixel"``,
+            which the CamVid study found far better for soft targets (``docs/results.md``).
         label_smoothing: ``eps`` in ``[0, 1]``; each pixel's target becomes
             ``(1 - eps) * t + eps * m / C`` with ``m = sum_c t_c`` its valid mass, so ignored mass
             stays ignored.
