@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU figures and checks, run in one go on a lent CUDA machine (docs/benchmarks/*_cuda.txt).
-# Needs torch with CUDA there; segmentation-models-pytorch may come as a wheel in .whl/.
+# Needs torch with CUDA there; segmentation-models-pytorch may come as a wheel in .whl/, fetched
+# beforehand with `pip download --no-deps -d .whl segmentation-models-pytorch==0.6.0`.
 #   OUT=/some/dir bash docs/benchmarks/gpu_check.sh
 # Steps: the test suite on a machine that has CUDA (the CUDA-only tests run instead of skipping),
 # the soft down-sampling benchmark on the GPU, and a short soft-vs-nearest training on synthetic
