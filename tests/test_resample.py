@@ -798,3 +798,24 @@ def monkeypatch_module():
     mp = pytest.MonkeyPatch()
     yield mp
     mp.undo()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("kernel", ["nearest", "area", "bilinear", "bicubic"])
+@pytest.mark.parametrize("antialias", [False, True])
+def test_cuda_soft_labels_equal_the_cpu_ones(kernel, antialias):
+    # the GPU takes other paths (per-pixel first pass, larger blocks): same numbers, up to float32
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 7, (2, 97, 131), generator=g, dtype=torch.uint8)
+    labels[:, 10:20, 30:60] = IGNORE
+    labels[:, :, 50:53] = 3  # a thin pole, long runs beside noise
+    args = (40.5, -3.25, 60.0, 140.0, (29, 41), 7)
+    opts = dict(kernel=kernel, antialias=antialias, ignore_index=IGNORE)
+    cpu = softseg.soft_resized_crop(labels, *args, **opts)
+    gpu = softseg.soft_resized_crop(labels.cuda(), *args, **opts)
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=2e-6, rtol=0)
+    whole = softseg.soft_downsample(labels.cuda(), (24, 33), 7, **opts)
+    torch.testing.assert_close(
+        whole.cpu(), softseg.soft_downsample(labels, (24, 33), 7, **opts), atol=2e-6, rtol=0
+    )
