@@ -243,6 +243,11 @@ def test_summarize_by_hand():
     assert nearest["per_class"]["pole"] == pytest.approx((12.0 + 14.0) / 2)  # seed 0 has no IoU
     assert single["per_class"]["pole"] is None
     assert nearest["epoch_time_s_mean"] == pytest.approx(11.0)
+    assert nearest["epoch_time_s_median"] == pytest.approx(11.0)
+    slowed = crafted_results()
+    slowed[0]["epoch_time_s"] = 40.0  # nearest seed 0 shared its machine
+    assert summarize(slowed)[0]["epoch_time_s_median"] == pytest.approx(12.0)  # of 40, 11, 12
+    assert summarize(slowed)[0]["epoch_time_s_mean"] == pytest.approx(21.0)
     assert nearest["train_time_s_mean"] == pytest.approx(101.0)
     assert nearest["peak_memory_mb_mean"] == pytest.approx(510.0)
 

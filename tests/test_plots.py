@@ -14,6 +14,7 @@ from softseg.plots import (
     colorize,
     plot_class_gains,
     plot_label_panel,
+    plot_miou_vs_compute,
     plot_miou_vs_factor,
     plot_retention,
 )
@@ -101,6 +102,28 @@ def test_plot_miou_vs_factor(tmp_path):
     assert path == tmp_path / "sub" / "miou.png"
     check_png(path, min_px=(500, 350), max_px=1200)
     assert len(plots.plt.get_fignums()) == open_before  # the figure was closed
+
+
+def test_plot_miou_vs_compute_places_each_method_at_its_epoch_times(tmp_path, monkeypatch):
+    rows = summary_rows()
+    for r in rows:
+        r["epoch_time_s_median"] = 40.0 / r["factor"] + (0.5 if r["method"] == "soft" else 0.0)
+    untimed = {"method": "soft", "factor": 1.0, "miou_mean": 60.0, "epoch_time_s_median": None}
+    drawn = {}
+    save = plots._save
+
+    def capture(fig, path):
+        for bars in fig.axes[0].containers:
+            x, y = bars.lines[0].get_data()
+            drawn[bars.get_label()] = (list(x), list(y))
+        return save(fig, path)
+
+    monkeypatch.setattr(plots, "_save", capture)
+    check_png(plot_miou_vs_compute(rows + [untimed], tmp_path / "compute.png"))
+    assert drawn["soft"] == ([20.5, 10.5, 5.5], [47.0, 41.0, 29.0])  # factors 2, 4, 8; x1 untimed
+    assert drawn["nearest"][0] == [20.0, 10.0, 5.0]
+    with pytest.raises(ValueError, match="epoch_time_s_median"):
+        plot_miou_vs_compute([untimed], tmp_path / "none.png")
 
 
 def test_plot_miou_vs_factor_single_factor(tmp_path):

@@ -265,7 +265,7 @@ def compare(
         train_cell,
         trained_factors,
     )
-    from .plots import plot_class_gains, plot_miou_vs_factor
+    from .plots import plot_class_gains, plot_miou_vs_compute, plot_miou_vs_factor
 
     base = TrainConfig(
         dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
@@ -293,6 +293,7 @@ def compare(
     everything = load_results(out)  # also cells of earlier calls into the same directory
     rows = summarize(everything)
     plot_miou_vs_factor(rows, Path(out) / "miou_vs_factor.png")
+    plot_miou_vs_compute(rows, Path(out) / "miou_vs_compute.png")
     if {"soft", "nearest"} <= {r["method"] for r in everything}:
         plot_class_gains(rows, Path(out) / "class_gains.png")
         # named by the factors it shows: checkpoints are not kept forever, and a later call that

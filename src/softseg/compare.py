@@ -370,7 +370,8 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     Each row: ``method``, ``factor``, ``n`` (seeds), ``miou_mean``, ``miou_std`` (sample std,
     ``ddof=1``; ``None`` for a single seed), ``per_class`` (name -> mean IoU over the seeds that
     have one, ``None`` if none has), ``train_time_s_mean``, ``epoch_time_s_mean`` and
-    ``peak_memory_mb_mean`` (means over the seeds that report them).
+    ``peak_memory_mb_mean`` (means over the seeds that report them), and
+    ``epoch_time_s_median``.
     """
     methods = _method_order(results)
     classes = _class_names(results)
@@ -393,6 +394,9 @@ def summarize(results: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         }
         for field in TIMING_FIELDS:
             row[f"{field}_mean"] = _mean(r.get(field) for r in group)
+        # a cell that shared its machine runs slow; the median over seeds shrugs one off
+        epoch_times = [float(r["epoch_time_s"]) for r in group if r.get("epoch_time_s") is not None]
+        row["epoch_time_s_median"] = statistics.median(epoch_times) if epoch_times else None
         rows.append(row)
     return rows
 

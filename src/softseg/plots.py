@@ -1,4 +1,5 @@
-"""Figures for the experiments: mIoU against factor, per-class gains, retention, label panels.
+"""Figures for the experiments: mIoU against factor and compute, per-class gains, retention, label
+panels.
 
 Every function saves a PNG (dpi 120) atomically and returns its path; nothing is ever shown
 (matplotlib runs on the Agg backend). :func:`colorize` turns a hard label map or a soft one into
@@ -35,6 +36,7 @@ __all__ = [
     "colorize",
     "plot_class_gains",
     "plot_label_panel",
+    "plot_miou_vs_compute",
     "plot_miou_vs_factor",
     "plot_retention",
 ]
@@ -198,6 +200,40 @@ def plot_miou_vs_factor(summary_rows: Sequence[Mapping[str, Any]], path: str | o
     ax.set_xlabel("down-sampling factor")
     ax.set_ylabel("mIoU (%)")
     ax.set_title("mIoU against down-sampling factor (mean ± std over seeds)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(title="labels")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_miou_vs_compute(
+    summary_rows: Sequence[Mapping[str, Any]], path: str | os.PathLike
+) -> Path:
+    """mIoU (mean ± std over seeds) against training time per epoch, one line per method.
+
+    The paper's question read off one figure: does a method at a larger factor reach the accuracy
+    of another at a smaller one for less compute? Each point is a (method, factor) summary row
+    (``epoch_time_s_median`` over seeds on a log x axis: robust to one seed that shared its
+    machine), labelled with its factor; rows without a time are left out.
+    """
+    timed = [r for r in summary_rows if r.get("epoch_time_s_median") is not None]
+    if not timed:
+        raise ValueError("no summary row has epoch_time_s_median; nothing to plot")
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for method, rows in _by_method(timed).items():
+        x = [float(r["epoch_time_s_median"]) for r in rows]
+        y = [float(r["miou_mean"]) for r in rows]
+        err = [0.0 if r.get("miou_std") is None else float(r["miou_std"]) for r in rows]
+        line = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=method)
+        for xi, yi, row in zip(x, y, rows, strict=True):
+            ax.annotate(
+                f"x{_factor_label(float(row['factor']))}", (xi, yi), textcoords="offset points",
+                xytext=(4, -10), fontsize=7, color=line[0].get_color(),
+            )  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("training time per epoch (s, median over seeds, log scale)")
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title("mIoU against compute (points labelled by factor)")
     ax.grid(True, alpha=0.3)
     ax.legend(title="labels")
     fig.tight_layout()
