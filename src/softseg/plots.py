@@ -173,6 +173,17 @@ def _by_method(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str,
     return {m: sorted(g, key=lambda r: float(r["factor"])) for m, g in groups.items()}
 
 
+def _save_miou_axes(fig, ax, xlabel: str, title: str, path: str | os.PathLike) -> Path:
+    """Label, grid and legend of an mIoU plot (one line per label method), then save it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(title="labels")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_miou_vs_factor(summary_rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """mIoU (mean ± std over seeds) against the down-sampling factor, one line per method.
 
@@ -197,13 +208,8 @@ def plot_miou_vs_factor(summary_rows: Sequence[Mapping[str, Any]], path: str | o
     ax.xaxis.set_minor_locator(NullLocator())  # log axes add unlabeled minor ticks otherwise
     if len(factors) == 1:  # a single tick would sit on a zero-width axis
         ax.set_xlim(factors[0] / 1.5, factors[0] * 1.5)
-    ax.set_xlabel("down-sampling factor")
-    ax.set_ylabel("mIoU (%)")
-    ax.set_title("mIoU against down-sampling factor (mean ± std over seeds)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(title="labels")
-    fig.tight_layout()
-    return _save(fig, path)
+    title = "mIoU against down-sampling factor (mean ± std over seeds)"
+    return _save_miou_axes(fig, ax, "down-sampling factor", title, path)
 
 
 def plot_miou_vs_compute(
@@ -231,13 +237,10 @@ def plot_miou_vs_compute(
                 xytext=(4, -10), fontsize=7, color=line[0].get_color(),
             )  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlabel("training time per epoch (s, median over seeds, log scale)")
-    ax.set_ylabel("mIoU (%)")
-    ax.set_title("mIoU against compute (points labelled by factor)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(title="labels")
-    fig.tight_layout()
-    return _save(fig, path)
+    xlabel = "training time per epoch (s, median over seeds, log scale)"
+    return _save_miou_axes(
+        fig, ax, xlabel, "mIoU against compute (points labelled by factor)", path
+    )
 
 
 def _iou(row: Mapping[str, Any], name: str) -> float:
