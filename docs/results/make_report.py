@@ -63,7 +63,7 @@ make test                              # builds .venv
 bash docs/results/run_study.sh         # the whole grid, resumable: finished cells are skipped
 .venv/bin/python docs/results/make_report.py   # this page from docs/results/camvid*/
 .venv/bin/python docs/results/label_ceiling.py  # the label-ceiling table (a few minutes)
-bash docs/results/run_weight_mode.sh   # the class-weighting investigation at factor 8
+bash docs/results/run_weight_mode.sh   # the class-weighting investigation (x8, x4)
 # one cell from a clean clone, e.g. soft labels at factor 8, seed 0, into a fresh directory:
 .venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid --methods soft \\
   --factors 8 --seeds 0 --arch linknet --encoder resnet18 --epochs 40 --batch-size 8 --lr 2e-3 \\
@@ -83,15 +83,15 @@ labels do not change; `--weight-mode pixel` leaves the optimum at the label, so 
 unweighted one). mIoU %, from `.venv/bin/python docs/results/label_ceiling.py`:
 """
 
-WEIGHT_MODE_INTRO = """## Class weights and soft labels (factor 8)
+WEIGHT_MODE_INTRO = """## Class weights and soft labels
 
 The label ceiling shows the study's class weighting costing soft labels most of their advantage:
 weighted by class, a soft label's optimum moves to `w_c t_c / sum_k w_k t_k`, so a pixel that is
 10% pole (median-frequency weight 4.8) and 90% tree (0.42) is best predicted as pole. One-hot
 labels are not moved. `--weight-mode pixel` weighs each pixel by the mean class weight of its
 label instead and keeps the optimum at the soft label; for one-hot labels it is the same loss.
-The study's recipe at factor 8 with that one change (`bash docs/results/run_weight_mode.sh`;
-mIoU %, mean ± std (seeds)):
+The study's recipe with that one change (`bash docs/results/run_weight_mode.sh`; mIoU %,
+mean ± std (seeds)):
 """
 
 
@@ -143,7 +143,7 @@ def main() -> None:
     text = INTRO.format(hardware=hardware, torch=torch.__version__)
     text += "\n" + "\n".join(status) + "\n\n## Tables\n" + body + "\n\n" + "\n".join(plots)
     text += "\n" + _reproduction_section(results, rows)
-    text += "\n" + _ceiling_section() + _weight_mode_section(rows)
+    text += "\n" + _ceiling_section() + "\n" + _weight_mode_section(rows)
     atomic_write_text(OUT, text.rstrip() + "\n")
     print(f"wrote {OUT} ({len(done)} cells)")
 
@@ -198,23 +198,30 @@ def _ceiling_section() -> str:
 
 
 def _weight_mode_section(study_rows: list[dict]) -> str:
-    """The factor-8 cells of ``run_weight_mode.sh`` beside the study's (empty until one exists)."""
+    """The cells of ``run_weight_mode.sh`` beside the study's (empty until one exists)."""
     results = load_results(PIXEL_GRID) if PIXEL_GRID.exists() else []
     if not results:
         return ""
     write_tables(results, PIXEL_GRID)
     rows = summarize(results)
-    factor = 8.0
-    study = {r["method"]: r for r in study_rows if r["factor"] == factor}
-    pixel = {r["method"]: r for r in rows if r["factor"] == factor}
-    lines = [WEIGHT_MODE_INTRO, "| method | class weighting (the study) | pixel weighting |",
-             "|---|---:|---:|"]  # fmt: skip
-    for method in ("nearest", "soft", "soft-area"):
-        lines.append(
-            f"| {method} | {_mean_std(study.get(method))} | {_mean_std(pixel.get(method))} |"
-        )
-    lines += ["", "Against this grid's nearest cells (2σ = twice the standard error):", ""]
-    for v in compare_to_baseline(list(pixel.values())):
+    factors = sorted({float(r["factor"]) for r in rows}, reverse=True)
+    study = {(float(r["factor"]), r["method"]): r for r in study_rows}
+    pixel = {(float(r["factor"]), r["method"]): r for r in rows}
+    lines = [WEIGHT_MODE_INTRO,
+             "| factor | method | class weighting (the study) | pixel weighting |",
+             "|---|---|---:|---:|"]  # fmt: skip
+    for factor in factors:
+        for method in ("nearest", "soft", "soft-area"):
+            cells = [_mean_std(study.get((factor, method))), _mean_std(pixel.get((factor, method)))]
+            if method == "nearest" and (factor, method) not in pixel:
+                cells[1] = "not rerun (one-hot: the same loss)"
+            lines.append(f"| x{factor:g} | {method} | " + " | ".join(cells) + " |")
+    # one-hot labels: both weight modes are the same loss, so where this grid has no nearest cells
+    # the study's are its baseline (the factors where it has them show the two agree exactly)
+    baseline = [pixel.get((f, "nearest")) or study.get((f, "nearest")) for f in factors]
+    soft_rows = [r for r in rows if r["method"] != "nearest"]
+    lines += ["", "Against nearest at the same factor (2σ = twice the standard error):", ""]
+    for v in compare_to_baseline(soft_rows + [b for b in baseline if b is not None]):
         if v["diff"] is not None:
             noise = "" if v["threshold"] is None else f", 2σ {v['threshold']:.2f}"
             lines.append(
@@ -223,6 +230,7 @@ def _weight_mode_section(study_rows: list[dict]) -> str:
     same = _same_nearest_cells(results, load_results(GRID))
     if same:
         lines += ["", f"Nearest cells whose mIoU equals the study's to the last digit: {same}."]
+    lines += ["", "Per-class IoU of these cells: `docs/results/camvid_pixel_weights/summary.md`."]
     return "\n".join(lines) + "\n"
 
 
@@ -240,7 +248,7 @@ def _same_nearest_cells(pixel: list[dict], study: list[dict]) -> str:
     pairs = [(r, m) for r, m in pairs if m is not None]
     if not pairs:
         return ""
-    equal = [f"seed {r['seed']}" for r, m in pairs if r["miou"] == m]
+    equal = [f"x{r['factor']:g} seed {r['seed']}" for r, m in pairs if r["miou"] == m]
     return f"{len(equal)} of {len(pairs)}" + (f" ({', '.join(equal)})" if equal else "")
 
 
