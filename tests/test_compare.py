@@ -372,6 +372,16 @@ def test_check_settings_takes_a_setting_added_later_at_its_default(tmp_path):
         check_settings(tmp_path, {"arch": "linknet", "weight_mode": "pixel"}, defaults=defaults)
 
 
+def test_check_settings_neither_records_nor_compares_per_cell_fields(tmp_path):
+    check_settings(tmp_path, {"arch": "linknet", "factor": 4.0, "seed": 0}, per_cell=("factor", "seed"))
+    assert json.loads((tmp_path / "grid.json").read_text()) == {"arch": "linknet"}
+    # a record written before they were excluded holds placeholders: they do not count
+    (tmp_path / "grid.json").write_text('{"arch": "linknet", "factor": 4.0, "labels": "soft"}')
+    check_settings(tmp_path, {"arch": "linknet", "factor": 8.0}, per_cell=("factor", "labels"))
+    with pytest.raises(ValueError, match=r"arch='unet' \(recorded: 'linknet'\)"):
+        check_settings(tmp_path, {"arch": "unet"}, per_cell=("factor", "labels"))
+
+
 def test_grids_recorded_before_weight_mode_existed_were_class_weighted(tmp_path):
     # the compare CLI's defaults: today's default is pixel, but a grid without the key was not
     from dataclasses import asdict

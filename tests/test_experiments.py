@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 from softseg.cli import app
 from softseg.data import DatasetInfo, build_dataset
 from softseg.experiments import (
+    CELL_CONFIG_FIELDS,
     crop_for,
     dataset_label_ceiling,
     labels_and_predictions_figure,
@@ -42,6 +43,8 @@ def test_compare_grid_writes_tables_plots_and_figure(tmp_path):
                  "class_gains.png", "labels_and_predictions_x8.png"):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     result = json.loads((out / "cells" / "soft_f8_s0" / "result.json").read_text())
+    recorded = json.loads((out / "grid.json").read_text())  # what the cells share, nothing per cell
+    assert recorded["epochs"] == 1 and not set(CELL_CONFIG_FIELDS) & set(recorded)
     assert 0 <= result["miou"] <= 100 and "pole" in result["per_class"]
     assert result["epochs"] == 1 and result["train_time_s"] > 0
     # a second run finds every cell done and trains nothing

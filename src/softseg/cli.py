@@ -260,6 +260,7 @@ def compare(
     from .data import build_dataset
     from .engine import TrainConfig
     from .experiments import (
+        CELL_CONFIG_FIELDS,
         labels_and_predictions_figure,
         method_options,
         train_cell,
@@ -275,14 +276,15 @@ def compare(
     )  # fmt: skip
     methods_ = _split(methods, str, "--methods")
     cells = grid(methods_, _split(factors, float, "--factors"), _split(seeds, int, "--seeds"))
-    # every setting but where it runs: cells of one grid must be comparable
-    shared = {k: v for k, v in asdict(base).items() if k not in ("workers", "device", "out")}
+    # every setting but where it runs and what each cell sets: cells of one grid must be comparable
+    shared = {k: v for k, v in asdict(base).items() if k not in ("workers", "device")}
     try:
         for method in methods_:  # unknown names fail here, before anything is written
             method_options(method)
         check_settings(
             out, {**shared, "max_pixels": max_pixels, "eval_split": eval_split},
             defaults=asdict(TrainConfig.from_dict({})),  # what a grid that lacks a key meant
+            per_cell=CELL_CONFIG_FIELDS,
         )  # fmt: skip
         run_grid(
             cells, out,

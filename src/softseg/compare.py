@@ -231,23 +231,27 @@ def check_settings(
     out_dir: str | os.PathLike,
     settings: Mapping[str, Any],
     defaults: Mapping[str, Any] | None = None,
+    per_cell: Iterable[str] = (),
 ) -> None:
     """Record the settings every cell of ``out_dir`` shares, or check them against the record.
 
     A study may be run a part at a time; this refuses to mix cells trained with other settings
     (model, schedule, data) into one table. A setting missing from the record (an option added
     after the grid was started) counts as its value in ``defaults``, the behaviour it had then.
+    Keys in ``per_cell`` (each cell sets its own) are neither recorded nor compared: records
+    written before they were excluded carry placeholder values there.
 
     Raises:
         ValueError: naming each setting that differs from the one on record.
     """
     path = Path(out_dir) / SETTINGS_FILE
-    settings = _jsonable(dict(settings))
+    per_cell = set(per_cell)
+    settings = _jsonable({k: v for k, v in settings.items() if k not in per_cell})
     if not path.exists():
         atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
         return
     implied = {k: v for k, v in _jsonable(dict(defaults or {})).items() if k in settings}
-    recorded = implied | _read_json(path)
+    recorded = implied | {k: v for k, v in _read_json(path).items() if k not in per_cell}
     diffs = [
         f"{k}={settings.get(k)!r} (recorded: {recorded.get(k)!r})"
         for k in sorted(set(settings) | set(recorded))

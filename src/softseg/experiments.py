@@ -33,6 +33,10 @@ from .retention import class_retention, one_hot_labels
 from .transforms import resample_label
 
 
+# the TrainConfig fields train_cell sets for each cell; every other field is shared by the grid
+CELL_CONFIG_FIELDS = ("factor", "seed", "labels", "label_kernel", "crop", "out")
+
+
 def method_options(method: str) -> dict[str, Any]:
     """The :class:`TrainConfig` fields a method name stands for."""
     if method in ("nearest", "mode", "soft"):
