@@ -246,6 +246,11 @@ def _weight_mode_section(study_rows: list[dict]) -> str:
     same = _same_nearest_cells(results, load_results(GRID))
     if same:
         lines += ["", f"Nearest cells whose mIoU equals the study's to the last digit: {same}."]
+    # not class_gains.png: softseg compare redraws that from this grid's own nearest cells (x8 only)
+    gains = PIXEL_GRID / "class_gains_all_factors.png"
+    plot_class_gains(soft_rows + [b for b in baseline if b is not None], gains)
+    title = "Per-class IoU gain of pixel-weighted soft labels over nearest"
+    lines += ["", f"{title}:", "", f"![{title}](results/{PIXEL_GRID.name}/{gains.name})"]
     lines += ["", "Per-class IoU of these cells: `docs/results/camvid_pixel_weights/summary.md`."]
     return "\n".join(lines) + "\n"
 
