@@ -373,7 +373,9 @@ def test_check_settings_takes_a_setting_added_later_at_its_default(tmp_path):
 
 
 def test_check_settings_neither_records_nor_compares_per_cell_fields(tmp_path):
-    check_settings(tmp_path, {"arch": "linknet", "factor": 4.0, "seed": 0}, per_cell=("factor", "seed"))
+    check_settings(
+        tmp_path, {"arch": "linknet", "factor": 4.0, "seed": 0}, per_cell=("factor", "seed")
+    )
     assert json.loads((tmp_path / "grid.json").read_text()) == {"arch": "linknet"}
     # a record written before they were excluded holds placeholders: they do not count
     (tmp_path / "grid.json").write_text('{"arch": "linknet", "factor": 4.0, "labels": "soft"}')

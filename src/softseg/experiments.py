@@ -32,7 +32,6 @@ from .resample import soft_downsample
 from .retention import class_retention, one_hot_labels
 from .transforms import resample_label
 
-
 # the TrainConfig fields train_cell sets for each cell; every other field is shared by the grid
 CELL_CONFIG_FIELDS = ("factor", "seed", "labels", "label_kernel", "crop", "out")
 
