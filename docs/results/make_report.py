@@ -218,15 +218,13 @@ def _weight_mode_section(study_rows: list[dict]) -> str:
             lines.append(f"| x{factor:g} | {method} | " + " | ".join(cells) + " |")
     # one-hot labels: both weight modes are the same loss, so where this grid has no nearest cells
     # the study's are its baseline (the factors where it has them show the two agree exactly)
-    baseline = [pixel.get((f, "nearest")) or study.get((f, "nearest")) for f in factors]
+    nearest = [pixel.get((f, "nearest")) or study.get((f, "nearest")) for f in factors]
+    nearest = [r for r in nearest if r is not None]
     soft_rows = [r for r in rows if r["method"] != "nearest"]
     lines += ["", "Against nearest at the same factor (2σ = twice the standard error):", ""]
-    for v in compare_to_baseline(soft_rows + [b for b in baseline if b is not None]):
+    for v in compare_to_baseline(soft_rows + nearest):
         if v["diff"] is not None:
-            noise = "" if v["threshold"] is None else f", 2σ {v['threshold']:.2f}"
-            lines.append(
-                f"- x{v['factor']:g} {v['method']}: {v['diff']:+.2f}{noise}: {v['verdict']}"
-            )
+            lines.append(f"- x{v['factor']:g} {v['method']}: {_versus(v)}")
     # the paper's point: soft labels at a factor against nearest ones at twice the resolution
     # (nearest relabelled with the soft cells' factor, so that the same test pairs them)
     finer = {f: study.get((f / 2, "nearest")) for f in factors}
@@ -238,21 +236,26 @@ def _weight_mode_section(study_rows: list[dict]) -> str:
             f = v["factor"]
             time_soft = pixel[(f, v["method"])]["epoch_time_s_median"]
             time_nearest = finer[f]["epoch_time_s_median"]
-            noise = "" if v["threshold"] is None else f", 2σ {v['threshold']:.2f}"
             lines.append(
-                f"- x{f:g} {v['method']} against x{f / 2:g} nearest: {v['diff']:+.2f}{noise}: "
-                f"{v['verdict']}; {time_soft:.1f} s against {time_nearest:.1f} s per epoch"
+                f"- x{f:g} {v['method']} against x{f / 2:g} nearest: {_versus(v)}; "
+                f"{time_soft:.1f} s against {time_nearest:.1f} s per epoch"
             )
     same = _same_nearest_cells(results, load_results(GRID))
     if same:
         lines += ["", f"Nearest cells whose mIoU equals the study's to the last digit: {same}."]
     # not class_gains.png: softseg compare redraws that from this grid's own nearest cells (x8 only)
     gains = PIXEL_GRID / "class_gains_all_factors.png"
-    plot_class_gains(soft_rows + [b for b in baseline if b is not None], gains)
+    plot_class_gains(soft_rows + nearest, gains)
     title = "Per-class IoU gain of pixel-weighted soft labels over nearest"
     lines += ["", f"{title}:", "", f"![{title}](results/{PIXEL_GRID.name}/{gains.name})"]
     lines += ["", "Per-class IoU of these cells: `docs/results/camvid_pixel_weights/summary.md`."]
     return "\n".join(lines) + "\n"
+
+
+def _versus(v: dict) -> str:
+    """One ``compare_to_baseline`` verdict: difference, noise threshold, verdict."""
+    noise = "" if v["threshold"] is None else f", 2σ {v['threshold']:.2f}"
+    return f"{v['diff']:+.2f}{noise}: {v['verdict']}"
 
 
 def _mean_std(row: dict | None) -> str:
