@@ -22,6 +22,8 @@ def test_method_options_and_crop():
     assert method_options("nearest") == {"labels": "nearest", "label_kernel": None}
     assert crop_for((360, 480), 4, 10800) is None  # the whole 90x120 frame fits
     assert crop_for((360, 480), 1, 43200) == (180, 240)  # factor 1 on crops of a factor-2 frame
+    # rounded up to the model's divisor, as whole factor-2 frames are padded (180x240 -> 192x256)
+    assert crop_for((360, 480), 1, 43200, divisor=32) == (192, 256)
 
 
 def test_unknown_method_names_the_choices_and_writes_nothing(tmp_path):
@@ -50,6 +52,19 @@ def test_compare_grid_writes_tables_plots_and_figure(tmp_path):
     # a second run finds every cell done and trains nothing
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "soft" in again.output
+
+
+def test_max_pixels_windows_fit_the_model_divisor(tmp_path):
+    # x8 synthetic frames are 32x64 (2048 px); a 1000-pixel window is 22x44, which the tiny
+    # model (output stride 4) cannot take: the cell trains on 24x44, as padded whole frames do
+    out = tmp_path / "grid"
+    args = ["compare", "--out", str(out), "--methods", "soft", "--factors", "8", "--seeds", "0",
+            "--arch", "tiny", "--epochs", "1", "--limit-train", "4",
+            "--batch-size", "4", "--workers", "0", "--device", "cpu", "--max-pixels", "1000"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    result = json.loads((out / "cells" / "soft_f8_s0" / "result.json").read_text())
+    assert result["crop"] == [24, 44]
 
 
 def test_figure_skips_factors_without_both_cells(tmp_path):

@@ -39,8 +39,9 @@ the same compute? One model and one schedule for every cell; only the labels dif
 
 - Data: CamVid (SegNet layout, `../shared/data/camvid`), 367 `train` frames, scored on the 101
   `val` frames at the full 360x480 label resolution (logits up-sampled), 11 classes, void ignored.
-- Factors 8, 4, 2 (45x60, 90x120, 180x240 whole frames) with seeds 0, 1, 2; factor 1 (native)
-  trains on random 180x240 crops (the pixel count of a factor-2 frame) with seed 0.
+- Factors 8, 4, 2 (45x60, 90x120, 180x240 whole frames, padded with void up to multiples of the
+  encoder's stride of 32) with seeds 0, 1, 2; factor 1 (native 360x480) trains on random 192x256
+  crops, the window a factor-2 frame trains in, with seed 0.
 - Methods: `nearest`, `mode` (majority of the footprint), `soft` (bilinear + antialias, the
   image's own operator), `soft-area` (box filter). Images are always bilinear + antialias.
 - Model and schedule, the same for every cell: LinkNet with a ResNet-18 encoder from scratch (no

@@ -17,9 +17,10 @@ for f in $FACTORS; do
     --class-weights median-frequency --weight-mode class \
     --max-pixels 43200 --workers 1 --device cpu --out docs/results/camvid
 done
-# factor 1 (native 360x480) trains on random 180x240 crops, the pixel count of a factor-2 frame
+# factor 1 (native 360x480) trains on random crops of 43200 pixels (a factor-2 frame, 180x240),
+# rounded up to the encoder's stride: 192x256, the window a padded factor-2 frame trains in
 # (frames of factors 2, 4 and 8 are at most 43200 pixels, so they train on whole frames); mode
-# last: at ~28 min a cell, the comparisons of soft labels against nearest come first
+# last: at ~25 min a cell, the comparisons of soft labels against nearest come first
 if [ -z "${FACTORS_ONLY:-}" ]; then
   .venv/bin/softseg compare --dataset camvid --root ../shared/data/camvid \
     --methods nearest,soft,soft-area,mode --factors 1 --seeds 0 \

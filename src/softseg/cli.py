@@ -237,7 +237,11 @@ def compare(
     factors: Annotated[str, typer.Option(help="Comma-separated down-sampling factors.")] = "4",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0",
     max_pixels: Annotated[
-        int | None, typer.Option(help="Train on random crops of at most this many pixels.")
+        int | None,
+        typer.Option(
+            help="Frames larger than this many pixels at a factor train on random crops of this "
+            "many, rounded up to the model's stride (as whole frames are padded)."
+        ),
     ] = None,
     arch: str = "unet",
     encoder: str = "resnet18",

@@ -19,6 +19,7 @@ from .compare import Cell
 from .engine import (
     CHECKPOINT,
     TrainConfig,
+    build_model,
     evaluate_run,
     load_run,
     load_split,
@@ -27,6 +28,7 @@ from .engine import (
 )
 from .kernels import KERNELS
 from .metrics import SegmentationMetrics
+from .models import required_divisor
 from .plots import plot_label_panel
 from .resample import soft_downsample
 from .retention import class_retention, one_hot_labels
@@ -49,14 +51,19 @@ def method_options(method: str) -> dict[str, Any]:
 
 
 def crop_for(
-    frame: tuple[int, int], factor: float, max_pixels: int | None
+    frame: tuple[int, int], factor: float, max_pixels: int | None, divisor: int = 1
 ) -> tuple[int, int] | None:
-    """A window of at most ``max_pixels`` with the frame's aspect ratio, or None for whole frames."""
+    """The training window for frames of ``max_pixels`` at most, or None for whole frames.
+
+    A frame at ``factor`` over ``max_pixels`` is cropped to a window of ``max_pixels`` with the
+    frame's aspect ratio, rounded up to multiples of the model's ``divisor``: whole frames are
+    padded up to that multiple (``engine.default_crop``), so both train on windows of one size.
+    """
     h, w = frame[0] / factor, frame[1] / factor
     if max_pixels is None or h * w <= max_pixels:
         return None
     r = math.sqrt(max_pixels / (h * w))
-    return (max(1, math.floor(h * r)), max(1, math.floor(w * r)))
+    return tuple(-(-max(1, math.floor(s * r)) // divisor) * divisor for s in (h, w))
 
 
 def train_cell(
@@ -74,8 +81,10 @@ def train_cell(
         base, out=str(run_dir), factor=cell.factor, seed=cell.seed, **method_options(cell.method)
     )
     if cfg.crop is None and max_pixels is not None:
-        _, label, _ = load_split(cfg, cfg.train_split, 1)[0]
-        cfg = replace(cfg, crop=crop_for(tuple(label.shape[-2:]), cell.factor, max_pixels))
+        train_ds = load_split(cfg, cfg.train_split, 1)
+        divisor = required_divisor(build_model(cfg, train_ds.info.num_classes))
+        frame = tuple(train_ds[0][1].shape[-2:])
+        cfg = replace(cfg, crop=crop_for(frame, cell.factor, max_pixels, divisor))
     train(cfg, resume=(run_dir / CHECKPOINT).exists(), progress=progress)
     scores = evaluate_run(run_dir, split=eval_split, progress=progress)
     history = torch.load(run_dir / CHECKPOINT, weights_only=True)["history"]
