@@ -73,6 +73,7 @@ bash docs/results/run_weight_mode.sh   # the class-weighting investigation (x8, 
 ```
 """
 
+FINER_TITLE = "Against nearest at twice the resolution (median train time per epoch)"
 THIN = ("pole", "sign", "fence", "pedestrian", "bicyclist")
 CEILING_INTRO = """## Label ceiling
 
@@ -142,7 +143,9 @@ def main() -> None:
     ]
     hardware = f"{platform.processor() or platform.machine()}, {_cpu_name()}, 2 cores, CPU only"
     text = INTRO.format(hardware=hardware, torch=torch.__version__)
-    text += "\n" + "\n".join(status) + "\n\n## Tables\n" + body + "\n\n" + "\n".join(plots)
+    finer = "\n".join(_against_finer(rows, rows, "### " + FINER_TITLE))
+    text += "\n" + "\n".join(status) + "\n\n## Tables\n" + body + "\n" + finer + "\n\n"
+    text += "\n".join(plots)
     text += "\n" + _reproduction_section(results, rows)
     text += "\n" + _ceiling_section() + "\n" + _weight_mode_section(rows)
     atomic_write_text(OUT, text.rstrip() + "\n")
@@ -226,21 +229,7 @@ def _weight_mode_section(study_rows: list[dict]) -> str:
     for v in compare_to_baseline(soft_rows + nearest):
         if v["diff"] is not None:
             lines.append(f"- x{v['factor']:g} {v['method']}: {_versus(v)}")
-    # the paper's point: soft labels at a factor against nearest ones at twice the resolution
-    # (nearest relabelled with the soft cells' factor, so that the same test pairs them)
-    finer = {f: study.get((f / 2, "nearest")) for f in factors}
-    finer_rows = [{**b, "factor": f} for f, b in finer.items() if b is not None]
-    if finer_rows:
-        lines += ["", "Against nearest at twice the resolution (median train time per epoch):", ""]
-    for v in compare_to_baseline(soft_rows + finer_rows):
-        if v["diff"] is not None:
-            f = v["factor"]
-            time_soft = pixel[(f, v["method"])]["epoch_time_s_median"]
-            time_nearest = finer[f]["epoch_time_s_median"]
-            lines.append(
-                f"- x{f:g} {v['method']} against x{f / 2:g} nearest: {_versus(v)}; "
-                f"{time_soft:.1f} s against {time_nearest:.1f} s per epoch"
-            )
+    lines += _against_finer(soft_rows, study_rows, FINER_TITLE + ":")
     same = _same_nearest_cells(results, load_results(GRID))
     if same:
         lines += ["", f"Nearest cells whose mIoU equals the study's to the last digit: {same}."]
@@ -253,10 +242,35 @@ def _weight_mode_section(study_rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _against_finer(rows: list[dict], study_rows: list[dict], heading: str) -> list[str]:
+    """The paper's point: labels at a factor against the study's nearest at twice the resolution.
+
+    ``rows`` are ``summarize`` rows of the methods to pair (nearest's own rows are skipped); each
+    line gives the difference, its noise verdict and both median train times per epoch; the
+    lines come under ``heading`` (none at all without a pair).
+    """
+    nearest = {float(r["factor"]): r for r in study_rows if r["method"] == "nearest"}
+    rows = [r for r in rows if r["method"] != "nearest"]
+    # nearest relabelled with the paired rows' factor, so that the same test pairs them
+    finer = [{**nearest[f / 2], "factor": f} for f in {float(r["factor"]) for r in rows}
+             if f / 2 in nearest]  # fmt: skip
+    times = {(float(r["factor"]), r["method"]): r["epoch_time_s_median"] for r in rows + finer}
+    lines = []
+    for v in compare_to_baseline(rows + finer):
+        if v["diff"] is not None:
+            f = v["factor"]
+            lines.append(
+                f"- x{f:g} {v['method']} against x{f / 2:g} nearest: {_versus(v)}; "
+                f"{times[(f, v['method'])]:.1f} s against {times[(f, 'nearest')]:.1f} s per epoch"
+            )
+    return ["", heading, "", *lines] if lines else []
+
+
 def _versus(v: dict) -> str:
     """One ``compare_to_baseline`` verdict: difference, noise threshold, verdict."""
-    noise = "" if v["threshold"] is None else f", 2σ {v['threshold']:.2f}"
-    return f"{v['diff']:+.2f}{noise}: {v['verdict']}"
+    if v["threshold"] is None:
+        return f"{v['diff']:+.2f} (one seed on a side: no noise estimate)"
+    return f"{v['diff']:+.2f}, 2σ {v['threshold']:.2f}: {v['verdict']}"
 
 
 def _mean_std(row: dict | None) -> str:
