@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from softseg.metrics import (
     SegmentationMetrics,
+    boundary_band,
     confusion_matrix,
     iou_from_confusion,
     mean_accuracy,
@@ -169,3 +170,76 @@ def test_all_reduce_is_a_no_op_without_a_process_group(tmp_path):
         assert torch.equal(m.matrix, EXPECTED)
     finally:
         dist.destroy_process_group()
+
+
+# --------------------------------------------------------------------------- boundary, calibration
+def test_boundary_band_by_hand():
+    label = torch.tensor(
+        [
+            [0, 0, 0, 0, 0],
+            [0, 0, 0, 0, 0],
+            [0, 0, 0, 1, 1],
+            [0, 0, 0, 1, 1],
+        ]
+    )
+    # width 1: a pixel is in the band when its 3x3 window (cut at the border) holds a 1 and a 0
+    expected = torch.tensor(
+        [
+            [0, 0, 0, 0, 0],
+            [0, 0, 1, 1, 1],
+            [0, 0, 1, 1, 1],
+            [0, 0, 1, 1, 0],  # the corner's window, cut at the border, holds only 1s
+        ],
+        dtype=torch.bool,
+    )
+    assert torch.equal(boundary_band(label, 1), expected)
+    assert not boundary_band(label, 0).any()
+    assert boundary_band(label, 3).all()  # every window reaches the corner region
+    assert torch.equal(boundary_band(label[None], 1)[0], expected)  # (N, H, W) too
+    with pytest.raises(ValueError, match="non-negative int"):
+        boundary_band(label, -1)
+
+
+def test_boundary_iou_by_hand():
+    # one row: gt 0 0 0 0 1 1 1 1, pred 0 0 0 1 1 1 1 1 (the edge one pixel off)
+    gt = torch.tensor([[[0, 0, 0, 0, 1, 1, 1, 1]]])
+    pred = torch.tensor([[[0, 0, 0, 1, 1, 1, 1, 1]]])
+    m = SegmentationMetrics(2, boundary_width=1)
+    m.update(pred, gt)
+    out = m.compute()
+    # band = columns 3 and 4 (windows that see both values): gt 0,1 / pred 1,1
+    # class 0: tp 0, fn 1 -> IoU 0; class 1: tp 1, fp 1 -> IoU 1/2
+    assert out["boundary_iou"] == pytest.approx([0.0, 50.0])
+    assert out["boundary_miou"] == pytest.approx(25.0)
+    # over all pixels: class 0 IoU 3/4, class 1 IoU 4/5
+    assert out["iou"] == pytest.approx([75.0, 80.0])
+    assert out["ece"] is None and out["nll"] is None  # no logits were counted
+
+
+def test_calibration_by_hand():
+    # two classes, four valid pixels and one ignored; logits give p(class 1) = 0.85 or 0.65
+    p = torch.tensor([0.85, 0.85, 0.65, 0.65, 0.5])
+    logits = torch.stack([torch.zeros(5), torch.log(p / (1 - p))])[None, :, None, :]  # (1,2,1,5)
+    target = torch.tensor([[[1, 0, 1, 1, 255]]])
+    m = SegmentationMetrics(2, boundary_width=0, calibration_bins=10)
+    m.update(logits, target)
+    out = m.compute()
+    # bin 8: conf 0.85 x2, one right -> |0.5 - 0.85| * 2; bin 6: conf 0.65 x2, both right
+    assert out["ece"] == pytest.approx(100 * (0.35 * 2 + 0.35 * 2) / 4)
+    nll = -(math.log(0.85) + math.log(0.15) + 2 * math.log(0.65)) / 4
+    assert out["nll"] == pytest.approx(nll, rel=1e-5)
+    assert out["boundary_miou"] is None  # width 0: no pixel in the band
+
+
+def test_calibration_uses_the_full_resolution_softmax():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5)
+    target = torch.randint(0, 3, (2, 8, 10))
+    target[0, :2] = 255
+    m = SegmentationMetrics(3)
+    m.update(logits, target)
+    full = F.interpolate(logits, size=(8, 10), mode="bilinear", align_corners=False)
+    logp = full.log_softmax(1).movedim(1, -1)[target != 255]
+    truth = target[target != 255]
+    nll = -logp.gather(1, truth[:, None]).mean()
+    assert m.compute()["nll"] == pytest.approx(float(nll), rel=1e-5)

@@ -254,7 +254,13 @@ def compare(
     weight_mode: WeightMode = "pixel",
     workers: int = 2,
     device: str = "auto",
-    eval_split: str = "val",
+    train_split: Annotated[
+        str,
+        typer.Option(help="Training split; 'a+b' joins splits, ':P1,P2' keeps names starting so."),
+    ] = "train",
+    eval_split: Annotated[
+        str, typer.Option(help="Split scored at full resolution (same syntax as --train-split).")
+    ] = "val",
     limit_train: int | None = None,
 ) -> None:
     """Run a grid of label methods x factors x seeds, resumable cell by cell, with tables and plots."""
@@ -276,7 +282,7 @@ def compare(
         dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
         batch_size=batch_size, lr=lr, scale=tuple(scale), image_kernel=image_kernel,
         class_weights=_none(class_weights), weight_mode=weight_mode, workers=workers,
-        device=device, val_split=None, limit_train=limit_train,
+        device=device, train_split=train_split, val_split=None, limit_train=limit_train,
     )  # fmt: skip
     methods_ = _split(methods, str, "--methods")
     cells = grid(methods_, _split(factors, float, "--factors"), _split(seeds, int, "--seeds"))

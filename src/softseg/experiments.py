@@ -93,6 +93,8 @@ def train_cell(
         "miou": scores["miou"],
         "pixel_acc": scores["pixel_acc"],
         "per_class": scores["per_class"],
+        # boundary and calibration scores: cells written before they existed lack these keys
+        **{k: scores[k] for k in ("boundary_miou", "boundary_per_class", "boundary_width", "ece", "nll")},
         "train_time_s": sum(epoch_times),
         # the median: an epoch slowed by other work on the machine does not move it
         "epoch_time_s": statistics.median(epoch_times),

@@ -7,6 +7,16 @@ prediction has no IoU (NaN) and is left out of the mean, the usual convention of
 
 Scores are taken at the resolution of the labels: :class:`SegmentationMetrics` up-samples smaller
 logits bilinearly before the argmax, as papers do when they report results for down-scaled training.
+
+Beyond the confusion matrix over all pixels, two views that mIoU hides:
+
+- Boundary quality (trimap IoU): the same IoU counted only on the pixels within ``width`` pixels of
+  a label edge, i.e. pixels whose ``(2 width + 1)``-square neighbourhood in the ground truth holds
+  more than one value (void included, so edges against void count; void pixels themselves are
+  never scored). See :func:`boundary_band`.
+- Calibration of the full-resolution softmax on valid pixels: expected calibration error (ECE,
+  equal-width confidence bins, ``sum_b n_b / N * |accuracy_b - confidence_b|`` with the top-1
+  probability as confidence) and the negative log-likelihood of the true class (NLL, nats).
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "SegmentationMetrics",
+    "boundary_band",
     "confusion_matrix",
     "iou_from_confusion",
     "mean_accuracy",
@@ -80,6 +91,34 @@ def confusion_matrix(
     return counts.view(num_classes, num_classes)
 
 
+def boundary_band(target: torch.Tensor, width: int) -> torch.Tensor:
+    """Pixels within ``width`` of a label edge: their ``(2 width + 1)``-square window holds two values.
+
+    Args:
+        target: integer labels ``(..., H, W)``; every value, the ignore value included, counts as a
+            region of its own. The window is cut at the image border (the border is no edge).
+        width: the band's half-width in pixels (0: no pixel is in the band).
+
+    Returns:
+        ``bool`` tensor of the target's shape.
+
+    >>> boundary_band(torch.tensor([[0, 0, 0, 1]]), 1).tolist()
+    [[False, False, True, True]]
+    """
+    _check_int(target, "target")
+    if isinstance(width, bool) or not isinstance(width, int) or width < 0:
+        raise ValueError(f"width must be a non-negative int (pixels), got {width!r}")
+    if width == 0 or target.numel() == 0:
+        return torch.zeros_like(target, dtype=torch.bool)
+    # label values are < 2**24, exact in float32: max- and min-pooling the map find the windows
+    # that hold more than one value
+    x = target.reshape(-1, 1, *target.shape[-2:]).float()
+    k = 2 * width + 1
+    hi = F.max_pool2d(x, k, stride=1, padding=width)
+    lo = -F.max_pool2d(-x, k, stride=1, padding=width)
+    return (hi != lo).reshape(target.shape)
+
+
 def _as_float64(cm: torch.Tensor) -> torch.Tensor:
     if cm.dim() != 2 or cm.shape[0] != cm.shape[1]:
         raise ValueError(f"a confusion matrix must be (C, C), got shape {tuple(cm.shape)}")
@@ -135,6 +174,9 @@ class SegmentationMetrics:
         num_classes: int,
         ignore_index: int | None = 255,
         class_names: Sequence[str] | None = None,
+        *,
+        boundary_width: int = 3,
+        calibration_bins: int = 15,
     ) -> None:
         if num_classes <= 0:
             raise ValueError(f"num_classes must be positive, got {num_classes}")
@@ -142,14 +184,24 @@ class SegmentationMetrics:
             raise ValueError(
                 f"class_names has {len(class_names)} names but num_classes is {num_classes}"
             )
+        if calibration_bins <= 0:
+            raise ValueError(f"calibration_bins must be positive, got {calibration_bins}")
+        boundary_band(torch.zeros(1, 1, dtype=torch.long), boundary_width)  # checks the width
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = None if class_names is None else list(class_names)
-        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+        self.boundary_width = boundary_width
+        self.calibration_bins = calibration_bins
+        self.reset()
 
     def reset(self) -> None:
         """Forget everything counted so far."""
-        self.matrix = torch.zeros_like(self.matrix)
+        c = self.num_classes
+        self.matrix = torch.zeros(c, c, dtype=torch.int64)
+        self.boundary_matrix = torch.zeros(c, c, dtype=torch.int64)
+        # per confidence bin: pixels, summed confidence, correct pixels; then NLL sum and pixels
+        self.calibration = torch.zeros(3, self.calibration_bins, dtype=torch.float64)
+        self.nll = torch.zeros(2, dtype=torch.float64)
 
     @torch.no_grad()
     def update(self, logits_or_pred: torch.Tensor, target: torch.Tensor) -> None:
@@ -163,48 +215,80 @@ class SegmentationMetrics:
         """
         _check_int(target, "target")
         x = logits_or_pred
-        if x.dtype.is_floating_point:
-            if x.dim() != target.dim() + 1:
-                raise ValueError(
-                    f"logits must be (N, C, h, w) for targets (N, H, W), got shapes "
-                    f"{tuple(x.shape)} and {tuple(target.shape)}"
-                )
-            pred = self._argmax_at(x if x.dim() == 4 else x.unsqueeze(0), tuple(target.shape[-2:]))
-            pred = pred if x.dim() == 4 else pred[0]
-        else:
-            pred = x
-        if pred.shape != target.shape:
+        if not x.dtype.is_floating_point:
+            self._count(x, target)
+            return
+        if x.dim() != target.dim() + 1:
             raise ValueError(
-                f"predictions {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape"
+                f"logits must be (N, C, h, w) for targets (N, H, W), got shapes "
+                f"{tuple(x.shape)} and {tuple(target.shape)}"
             )
-        cm = confusion_matrix(pred, target.to(pred.device), self.num_classes, self.ignore_index)
-        if self.matrix.device != cm.device:
-            self.matrix = self.matrix.to(cm.device)
-        self.matrix += cm
+        logits, labels = (x, target) if x.dim() == 4 else (x[None], target[None])
+        self._check_logits(logits, tuple(labels.shape[-2:]))
+        # one image at a time: full-resolution logits of a whole batch can take gigabytes
+        for i in range(logits.shape[0]):
+            full = F.interpolate(
+                logits[i : i + 1].float(), size=labels.shape[-2:], mode="bilinear",
+                align_corners=False,
+            )  # fmt: skip
+            y = labels[i : i + 1].to(full.device)
+            self._count(full.argmax(1), y)
+            self._count_calibration(full, y)
 
-    def _argmax_at(self, logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Argmax ``(N, H, W)`` of logits ``(N, C, h, w)`` brought up to ``size``."""
+    def _check_logits(self, logits: torch.Tensor, size: tuple[int, int]) -> None:
         if logits.shape[1] != self.num_classes:
             raise ValueError(
                 f"logits have {logits.shape[1]} channels but num_classes is {self.num_classes}"
             )
         h, w = logits.shape[-2:]
-        if (h, w) == size:
-            return logits.argmax(1)
         if h > size[0] or w > size[1]:
             raise ValueError(
                 f"logits size {(h, w)} is larger than the target size {size} in at least one "
                 "dimension; scores are taken at the label resolution"
             )
-        # one image at a time: full-resolution logits of a whole batch can take gigabytes
-        return torch.cat(
+
+    def _count(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add predictions to the confusion matrices (all pixels, and the boundary band)."""
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"predictions {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape"
+            )
+        target = target.to(pred.device)
+        cm = confusion_matrix(pred, target, self.num_classes, self.ignore_index)
+        band = boundary_band(target, self.boundary_width)
+        bcm = confusion_matrix(pred[band], target[band], self.num_classes, self.ignore_index)
+        self._to(cm.device)
+        self.matrix += cm
+        self.boundary_matrix += bcm
+
+    def _count_calibration(self, logits: torch.Tensor, target: torch.Tensor) -> None:
+        """Add ECE bins and NLL of full-resolution logits ``(N, C, H, W)`` on valid pixels."""
+        logp = logits.log_softmax(1).movedim(1, -1)[self._valid(target)]  # (P, C)
+        truth = target[self._valid(target)].long()
+        conf, pred = logp.exp().max(1)
+        bins = (conf * self.calibration_bins).long().clamp(max=self.calibration_bins - 1)
+        b = self.calibration_bins
+        counts = torch.stack(
             [
-                F.interpolate(
-                    logits[i : i + 1].float(), size=size, mode="bilinear", align_corners=False
-                ).argmax(1)
-                for i in range(logits.shape[0])
+                torch.bincount(bins, minlength=b).double(),
+                torch.bincount(bins, weights=conf.double(), minlength=b),
+                torch.bincount(bins, weights=(pred == truth).double(), minlength=b),
             ]
         )
+        nll = -logp.gather(1, truth[:, None]).double().sum()
+        self._to(counts.device)
+        self.calibration += counts
+        self.nll += torch.stack([nll, torch.tensor(float(truth.numel()), device=nll.device).double()])
+
+    def _valid(self, target: torch.Tensor) -> torch.Tensor:
+        if self.ignore_index is None:
+            return torch.ones_like(target, dtype=torch.bool)
+        return target != self.ignore_index
+
+    def _to(self, device: torch.device) -> None:
+        for name in ("matrix", "boundary_matrix", "calibration", "nll"):
+            if getattr(self, name).device != device:
+                setattr(self, name, getattr(self, name).to(device))
 
     def all_reduce(self) -> None:
         """Sum the matrix over all processes when ``torch.distributed`` is initialised (else no-op).
@@ -212,26 +296,45 @@ class SegmentationMetrics:
         Call it once, before :meth:`compute`: a second call would count everything again.
         """
         if dist.is_available() and dist.is_initialized():
-            dist.all_reduce(self.matrix, op=dist.ReduceOp.SUM)
+            for t in (self.matrix, self.boundary_matrix, self.calibration, self.nll):
+                dist.all_reduce(t, op=dist.ReduceOp.SUM)
 
     def compute(self) -> dict:
         """Scores in percent, JSON-friendly (NaN becomes ``None``).
 
         Returns:
             ``{"miou", "pixel_acc", "mean_acc"}`` floats (or ``None``), ``"iou"`` a list of ``C``
-            per-class values, and ``"per_class"`` ``{name: iou}`` when class names were given.
+            per-class values, and ``"per_class"`` ``{name: iou}`` when class names were given;
+            ``"boundary_miou"``, ``"boundary_iou"`` (and ``"boundary_per_class"``) the same within
+            ``boundary_width`` pixels of label edges; ``"ece"`` (percent) and ``"nll"`` (nats per
+            pixel) of the softmax, ``None`` until logits were counted.
         """
         cm = self.matrix.cpu()  # tiny; and float64 is not available on every accelerator
-        iou = iou_from_confusion(cm)
+        bcm = self.boundary_matrix.cpu()
         result: dict = {
             "miou": _percent(float(miou(cm))),
             "pixel_acc": _percent(float(pixel_accuracy(cm))),
             "mean_acc": _percent(float(mean_accuracy(cm))),
-            "iou": [_percent(v) for v in iou.tolist()],
+            "iou": [_percent(v) for v in iou_from_confusion(cm).tolist()],
+            "boundary_width": self.boundary_width,
+            "boundary_miou": _percent(float(miou(bcm))),
+            "boundary_iou": [_percent(v) for v in iou_from_confusion(bcm).tolist()],
+            **self._calibration_scores(),
         }
         if self.class_names is not None:
             result["per_class"] = dict(zip(self.class_names, result["iou"], strict=True))
+            result["boundary_per_class"] = dict(
+                zip(self.class_names, result["boundary_iou"], strict=True)
+            )
         return result
+
+    def _calibration_scores(self) -> dict[str, float | None]:
+        (n, conf, correct), (nll, pixels) = self.calibration.cpu(), self.nll.cpu()
+        total = float(n.sum())
+        if total == 0:
+            return {"ece": None, "nll": None}
+        gap = (correct - conf).abs()  # per bin: n_b * |accuracy_b - confidence_b|
+        return {"ece": 100.0 * float(gap.sum()) / total, "nll": float(nll) / float(pixels)}
 
     def __repr__(self) -> str:
         return (

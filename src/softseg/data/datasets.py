@@ -669,4 +669,48 @@ def build_dataset(
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(DATASETS))}")
     if key != "synthetic" and root is None:
         raise ValueError(f"dataset {name!r} reads files from disk: pass root=<its directory>")
-    return DATASETS[key](root, split, **kwargs)
+    parts, prefixes = parse_split(split)
+    if len(parts) == 1 and not prefixes:
+        return DATASETS[key](root, split, **kwargs)
+    return select_frames([DATASETS[key](root, p, **kwargs) for p in parts], prefixes, split)
+
+
+def parse_split(split: str) -> tuple[list[str], list[str]]:
+    """``"train+val:0001TP,0006R0"`` -> ``(["train", "val"], ["0001TP", "0006R0"])``.
+
+    A split expression joins splits with ``+`` and may end in ``:`` and a comma-separated list of
+    name prefixes that keeps only the frames whose file name starts with one of them (CamVid names
+    its frames by driving sequence, Cityscapes by city).
+
+    >>> parse_split("train+val:0016E5")
+    (['train', 'val'], ['0016E5'])
+    """
+    body, sep, tail = split.partition(":")
+    parts = [p.strip() for p in body.split("+")]
+    prefixes = [p.strip() for p in tail.split(",")] if sep else []
+    if not all(parts) or (sep and not all(prefixes)):
+        raise ValueError(
+            f"bad split {split!r}: expected SPLIT[+SPLIT...][:PREFIX[,PREFIX...]], "
+            "e.g. 'train', 'train+val' or 'train+val:0001TP,0006R0'"
+        )
+    return parts, prefixes
+
+
+def select_frames(
+    datasets: Sequence[Dataset], prefixes: Sequence[str], split: str
+) -> SegmentationFolder:
+    """The frames of ``datasets`` (in order) whose image name starts with one of ``prefixes``."""
+    if not all(isinstance(d, SegmentationFolder) for d in datasets):
+        raise ValueError(f"split {split!r}: joining or filtering splits needs datasets read from disk")
+    pairs = [pair for d in datasets for pair in d.pairs]
+    if prefixes:
+        pairs = [p for p in pairs if p[0].name.startswith(tuple(prefixes))]
+        if not pairs:
+            raise ValueError(
+                f"split {split!r} selects no frame: no image name starts with "
+                f"{', '.join(map(repr, prefixes))}"
+            )
+    first = datasets[0]
+    merged = SegmentationFolder(pairs, first.info, first.mapping)
+    merged.split = split
+    return merged
