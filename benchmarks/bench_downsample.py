@@ -158,9 +158,9 @@ def main():
     )
     args = parser.parse_args()
     if args.block_mb is not None:
-        softseg.resample._BLOCK_BYTES[args.device] = args.block_mb << 20
+        softseg.ops.resample._BLOCK_BYTES[args.device] = args.block_mb << 20
     if args.run_path is not None:
-        softseg.resample._RUN_PATH = args.run_path
+        softseg.ops.resample._RUN_PATH = args.run_path
     torch.set_num_threads(1)
     header = (
         f"{'case':<11}{'kernel':<13}{'ref ms':>9}{'ours ms':>9}{'speedup':>9}"
@@ -168,8 +168,8 @@ def main():
     )
     print(
         f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} "
-        f"block_mb={softseg.resample._BLOCK_BYTES[args.device] >> 20} "
-        f"run_path={softseg.resample._RUN_PATH}"
+        f"block_mb={softseg.ops.resample._BLOCK_BYTES[args.device] >> 20} "
+        f"run_path={softseg.ops.resample._RUN_PATH}"
     )
     print(header)
     print("-" * len(header))

@@ -17,8 +17,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from softseg.data import build_dataset
-from softseg.engine import AugmentedDataset, _Subset
-from softseg.transforms import TrainTransform
+from softseg.train.engine import AugmentedDataset, _Subset
+from softseg.train.transforms import TrainTransform
 
 
 def samples_per_second(ds, method, args) -> float:

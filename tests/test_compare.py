@@ -1,4 +1,4 @@
-"""softseg.compare: cells, the resumable grid, statistics and the result tables."""
+"""softseg.study.compare: cells, the resumable grid, statistics and the result tables."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from softseg import atomic
-from softseg.compare import (
+from softseg.study.compare import (
     Cell,
     check_settings,
     compare_to_baseline,
@@ -388,7 +388,7 @@ def test_grids_recorded_before_weight_mode_existed_were_class_weighted(tmp_path)
     # the compare CLI's defaults: today's default is pixel, but a grid without the key was not
     from dataclasses import asdict
 
-    from softseg.engine import TrainConfig
+    from softseg.train.engine import TrainConfig
 
     defaults = asdict(TrainConfig.from_dict({}))
     check_settings(tmp_path, {"arch": "linknet"})

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-import softseg.engine as engine
-from softseg.engine import TrainConfig, evaluate_run, train
+import softseg.train.engine as engine
+from softseg.train.engine import TrainConfig, evaluate_run, train
 
 SMALL = dict(
     dataset="synthetic",
@@ -126,7 +126,7 @@ def test_eval_and_predict(tmp_path):
     from PIL import Image
 
     from softseg.data import SyntheticStreets
-    from softseg.predict import predict_paths
+    from softseg.train.predict import predict_paths
 
     image, _, _ = SyntheticStreets(1, size=(48, 96))[0]
     Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "x.png")

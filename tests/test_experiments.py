@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from softseg.cli import app
 from softseg.data import DatasetInfo, build_dataset
-from softseg.experiments import (
+from softseg.study.experiments import (
     CELL_CONFIG_FIELDS,
     crop_for,
     dataset_label_ceiling,

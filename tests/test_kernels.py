@@ -1,4 +1,4 @@
-"""1-D resampling weights (softseg.kernels.axis_weights) against torch and PIL, by identity probes.
+"""1-D resampling weights (softseg.ops.kernels.axis_weights) against torch and PIL, by identity probes.
 
 Resizing ``eye(n)`` along one axis gives the whole (n_out, n_in) weight matrix: column ``j`` is the
 response to a unit impulse at input ``j``. This sidesteps torch's antialias bug for width-1 tensors
@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import softseg
-from softseg.kernels import axis_weights
+from softseg.ops.kernels import axis_weights
 
 lengths = st.integers(1, 40)
 

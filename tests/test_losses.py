@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import softseg
-from softseg.losses import SoftCrossEntropy, soft_cross_entropy
+from softseg.train.losses import SoftCrossEntropy, soft_cross_entropy
 
 C = 5
 
@@ -311,7 +311,7 @@ def test_non_finite_logits_raise_floating_point_error():
 
 # --------------------------------------------------------------------------- class weights
 def test_median_frequency_weights_by_hand():
-    from softseg.losses import median_frequency_weights
+    from softseg.train.losses import median_frequency_weights
 
     maps = [torch.tensor([[0, 0, 0, 1]]), torch.tensor([[0, 2, 255, 255]])]
     # freq: class 0 4/6 (in both maps, 6 valid pixels), class 1 1/4, class 2 1/2; median 1/2

@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from softseg.metrics import (
+from softseg.train.metrics import (
     SegmentationMetrics,
     boundary_band,
     confusion_matrix,

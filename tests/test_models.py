@@ -3,8 +3,8 @@ import warnings
 import pytest
 import torch
 
-from softseg.losses import soft_cross_entropy
-from softseg.models import (
+from softseg.train.losses import soft_cross_entropy
+from softseg.train.models import (
     MODELS,
     TinySegNet,
     count_parameters,

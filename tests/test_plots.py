@@ -1,4 +1,4 @@
-"""softseg.plots: colorize exactly, and every figure is a real PNG of a sensible size."""
+"""softseg.study.plots: colorize exactly, and every figure is a real PNG of a sensible size."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from softseg import plots
-from softseg.plots import (
+from softseg.study import plots
+from softseg.study.plots import (
     colorize,
     plot_class_gains,
     plot_label_panel,

@@ -764,7 +764,7 @@ def test_error_label_dims_1d():
 )
 def test_run_and_pixel_first_passes_agree(monkeypatch_module, data, convention, crop):
     """The per-run first pass (piecewise-constant maps) equals the per-pixel one, crops included."""
-    import softseg.resample as R
+    import softseg.ops.resample as R
 
     H, W = data.draw(st.integers(1, 30)), data.draw(st.integers(1, 30))
     h, w = data.draw(st.integers(1, 30)), data.draw(st.integers(1, 30))

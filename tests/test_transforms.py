@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from softseg.sparse import dense_from_topk
-from softseg.transforms import MEAN, STD, EvalTransform, TrainTransform, sample_generator
+from softseg.ops.sparse import dense_from_topk
+from softseg.train.transforms import MEAN, STD, EvalTransform, TrainTransform, sample_generator
 
 C = 5
 

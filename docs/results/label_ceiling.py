@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from softseg.atomic import atomic_write_text
 from softseg.data import build_dataset
-from softseg.experiments import dataset_label_ceiling
-from softseg.losses import median_frequency_weights
+from softseg.study.experiments import dataset_label_ceiling
+from softseg.train.losses import median_frequency_weights
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1].parent / "shared" / "data" / "camvid"

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from softseg.atomic import atomic_write_text
-from softseg.compare import compare_to_baseline, load_results, summarize, write_tables
-from softseg.plots import plot_class_gains, plot_miou_vs_compute, plot_miou_vs_factor
+from softseg.study.compare import compare_to_baseline, load_results, summarize, write_tables
+from softseg.study.plots import plot_class_gains, plot_miou_vs_compute, plot_miou_vs_factor
 
 HERE = Path(__file__).resolve().parent
 GRID = HERE / "camvid"

@@ -9,11 +9,16 @@ pixel carries the class proportions of exactly the input pixels that made its co
 >>> image = softseg.resize_image(torch.rand(3, 1024, 2048), (256, 512))  # the matching image
 """
 
-from .baselines import mode_downsample, mode_resized_crop, nearest_downsample, nearest_resized_crop
-from .kernels import KERNELS, axis_weights
-from .resample import resize_image, resized_crop_image, soft_downsample, soft_resized_crop
-from .retention import class_retention
-from .sparse import dense_from_topk, topk_soft_labels
+from .ops.baselines import (
+    mode_downsample,
+    mode_resized_crop,
+    nearest_downsample,
+    nearest_resized_crop,
+)
+from .ops.kernels import KERNELS, axis_weights
+from .ops.resample import resize_image, resized_crop_image, soft_downsample, soft_resized_crop
+from .ops.retention import class_retention
+from .ops.sparse import dense_from_topk, topk_soft_labels
 
 __version__ = "0.1.0"
 

@@ -126,8 +126,8 @@ def train(
     ] = False,
 ) -> None:
     """Train a model with soft, nearest or mode labels at a reduced resolution."""
-    from .engine import TrainConfig
-    from .engine import train as run_training
+    from .train.engine import TrainConfig
+    from .train.engine import train as run_training
 
     cfg = TrainConfig(
         out=out, dataset=dataset, root=root, train_split=train_split, val_split=val_split or None,
@@ -177,7 +177,7 @@ def eval_(
 ) -> None:
     """Score a run's checkpoint at the original label resolution; prints a per-class table."""
     from .atomic import atomic_write_text
-    from .engine import evaluate_run
+    from .train.engine import evaluate_run
 
     try:
         result = evaluate_run(
@@ -208,7 +208,7 @@ def predict(
     device: str = "auto",
 ) -> None:
     """Colourised masks (<name>_mask.png) and overlays (<name>_overlay.png) for images."""
-    from .predict import predict_paths
+    from .train.predict import predict_paths
 
     try:
         written = predict_paths(run_dir, inputs, out, alpha=alpha, device=device)
@@ -266,17 +266,17 @@ def compare(
     """Run a grid of label methods x factors x seeds, resumable cell by cell, with tables and plots."""
     from dataclasses import asdict
 
-    from .compare import check_settings, grid, load_results, run_grid, summarize
     from .data import build_dataset
-    from .engine import TrainConfig
-    from .experiments import (
+    from .study.compare import check_settings, grid, load_results, run_grid, summarize
+    from .study.experiments import (
         CELL_CONFIG_FIELDS,
         labels_and_predictions_figure,
         method_options,
         train_cell,
         trained_factors,
     )
-    from .plots import plot_class_gains, plot_miou_vs_compute, plot_miou_vs_factor
+    from .study.plots import plot_class_gains, plot_miou_vs_compute, plot_miou_vs_factor
+    from .train.engine import TrainConfig
 
     base = TrainConfig(
         dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
@@ -333,9 +333,9 @@ def retention(
 ) -> None:
     """How much of each class's mass nearest, mode and soft down-sampling keep."""
     from .data import build_dataset
-    from .demo import retention_table
-    from .experiments import dataset_retention
-    from .plots import plot_retention
+    from .study.demo import retention_table
+    from .study.experiments import dataset_retention
+    from .study.plots import plot_retention
 
     try:
         ds = build_dataset(dataset, root, split)
@@ -358,7 +358,7 @@ def demo(
     class_weights: ClassWeights = "median-frequency",
 ) -> None:
     """The embedded default: class retention and a nearest-vs-soft training on synthetic streets."""
-    from .demo import run_demo
+    from .study.demo import run_demo
 
     run_demo(
         out, factor=factor, epochs=epochs, arch=arch, class_weights=_none(class_weights),

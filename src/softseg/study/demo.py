@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..data import build_dataset
+from ..train.engine import TrainConfig
 from .compare import grid, run_grid, summarize, write_tables
-from .data import build_dataset
-from .engine import TrainConfig
 from .experiments import dataset_retention, labels_and_predictions_figure, train_cell
 from .plots import plot_class_gains, plot_retention
 

@@ -414,7 +414,7 @@ def soft_resized_crop(
         size: output ``(h, w)`` (or one int for a square).
         num_classes: ``C``; valid labels are ``0 .. C-1``.
         ignore_index: label value that carries no class mass (``None``: every pixel must be a class).
-        kernel, antialias, align_corners, convention: the resampler, as in :mod:`softseg.kernels`.
+        kernel, antialias, align_corners, convention: the resampler, as in :mod:`softseg.ops.kernels`.
 
     Returns:
         float32 ``(C, h, w)`` or ``(N, C, h, w)`` on the labels' device. Channel sums are the valid

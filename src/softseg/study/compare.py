@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_text
+from ..atomic import atomic_write_text
 
 __all__ = [
     "BASELINE",

@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from .atomic import atomic_torch_save, atomic_write_text
-from .data import build_dataset
+from ..atomic import atomic_torch_save, atomic_write_text
+from ..data import build_dataset
 from .losses import SoftCrossEntropy, median_frequency_weights
 from .metrics import SegmentationMetrics
 from .models import create_model, pad_to_multiple, required_divisor

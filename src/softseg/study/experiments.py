@@ -15,8 +15,10 @@ from typing import Any
 
 import torch
 
-from .compare import Cell
-from .engine import (
+from ..ops.kernels import KERNELS
+from ..ops.resample import soft_downsample
+from ..ops.retention import class_retention, one_hot_labels
+from ..train.engine import (
     CHECKPOINT,
     TrainConfig,
     build_model,
@@ -26,13 +28,11 @@ from .engine import (
     predict_image,
     train,
 )
-from .kernels import KERNELS
-from .metrics import SegmentationMetrics
-from .models import required_divisor
+from ..train.metrics import SegmentationMetrics
+from ..train.models import required_divisor
+from ..train.transforms import resample_label
+from .compare import Cell
 from .plots import plot_label_panel
-from .resample import soft_downsample
-from .retention import class_retention, one_hot_labels
-from .transforms import resample_label
 
 # the TrainConfig fields train_cell sets for each cell; every other field is shared by the grid
 CELL_CONFIG_FIELDS = ("factor", "seed", "labels", "label_kernel", "crop", "out")

@@ -40,9 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import NEGATIVE_LOBE_KERNELS
-from .resample import resize_image, soft_downsample
-from .sparse import dense_from_topk
+from ..ops.kernels import NEGATIVE_LOBE_KERNELS
+from ..ops.resample import resize_image, soft_downsample
+from ..ops.sparse import dense_from_topk
 
 __all__ = ["SoftCrossEntropy", "median_frequency_weights", "soft_cross_entropy"]
 

@@ -3,7 +3,7 @@
 Every model maps an image ``(N, in_channels, H, W)`` to logits ``(N, num_classes, h, w)``. The smp
 models return ``h, w = H, W``; the builtin ``"tiny"`` model stops at ``H / output_stride`` and has
 no up-sampling head, so its logits are smaller than its input and the loss brings the labels down
-to them (:func:`softseg.losses.soft_cross_entropy`), which is what soft labels are for.
+to them (:func:`softseg.train.losses.soft_cross_entropy`), which is what soft labels are for.
 
 Nothing is downloaded: smp models are always built with ``encoder_weights=None``.
 

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from .baselines import mode_resized_crop, nearest_resized_crop
-from .resample import resized_crop_image, soft_resized_crop
-from .sparse import topk_soft_labels
+from ..ops.baselines import mode_resized_crop, nearest_resized_crop
+from ..ops.resample import resized_crop_image, soft_resized_crop
+from ..ops.sparse import topk_soft_labels
 
 LabelMethod = Literal["soft", "nearest", "mode"]
 LABEL_METHODS: tuple[str, ...] = ("soft", "nearest", "mode")

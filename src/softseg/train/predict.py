@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .data import load_image
+from ..data import load_image
+from ..data.colors import colorize
 from .engine import load_run, load_split, predict_image, resolve_device
-from .plots import colorize
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
