@@ -1,0 +1,166 @@
+"""Tables of the cross-sequence CamVid folds (issue 16) from the cells' result.json files.
+
+    .venv/bin/python docs/results/xseq_report.py [docs/results/camvid_xseq]
+
+Each fold ``heldout_<SEQ>`` trained on the two other sequences and scored every frame of SEQ
+(`docs/results/run_xseq.sh`). Prints Markdown and writes it to ``<folder>/summary.md``:
+
+- per fold and factor: mIoU of nearest and soft labels (mean ± std over seeds), their difference
+  and whether it exceeds the seed noise, 2·sqrt(s_a²/n_a + s_b²/n_b);
+- pooled over the folds (each fold weighs the same): the mean of the per-fold differences, with
+  the noise of that mean, 2·sqrt(sum_f var_f) / n_folds; only folds that have both methods count;
+- the same pairs of numbers for boundary mIoU (trimap, 3 px), pole and sign IoU, ECE and NLL.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+
+METHODS = ("nearest", "soft")
+# (key in result.json or a per-class name, label, higher is better)
+SCORES = (
+    ("miou", "mIoU", True),
+    ("boundary_miou", "boundary mIoU", True),
+    ("pole", "pole IoU", True),
+    ("sign", "sign IoU", True),
+    ("ece", "ECE %", False),
+    ("nll", "NLL", False),
+)
+
+
+def load(folder: Path) -> dict[tuple[str, float, str], list[dict]]:
+    """``{(held-out sequence, factor, method): [result, ...]}`` sorted by seed."""
+    cells: dict[tuple[str, float, str], list[dict]] = {}
+    for path in sorted(folder.glob("heldout_*/cells/*/result.json")):
+        r = json.loads(path.read_text())
+        held = path.parts[-4].removeprefix("heldout_")
+        cells.setdefault((held, float(r["factor"]), r["method"]), []).append(r)
+    for rs in cells.values():
+        rs.sort(key=lambda r: r["seed"])
+    return cells
+
+
+def value(result: dict, key: str) -> float | None:
+    if key in result:
+        return result[key]
+    return (result.get("per_class") or {}).get(key)
+
+
+def stats(results: list[dict], key: str) -> tuple[float, float, int] | None:
+    """(mean, std, n) of a score over seeds; std 0 with one seed."""
+    xs = [v for r in results if (v := value(r, key)) is not None]
+    if not xs:
+        return None
+    return statistics.mean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0), len(xs)
+
+
+def verdict(diff: float, noise: float | None) -> str:
+    if noise is None:
+        return "no noise estimate (one seed)"
+    return ("beyond noise" if abs(diff) > noise else "within noise") + f" (2σ {noise:.2f})"
+
+
+def fmt(s: tuple[float, float, int] | None) -> str:
+    if s is None:
+        return "—"
+    mean, std, n = s
+    return f"{mean:.2f} ± {std:.2f} ({n})" if n > 1 else f"{mean:.2f} (1)"
+
+
+def fold_rows(cells, key: str) -> tuple[list[str], dict[float, list[tuple[float, float | None]]]]:
+    """Markdown rows per (fold, factor), and per factor the (difference, variance) of each fold."""
+    rows, per_factor = [], {}
+    for held, factor in sorted({(h, f) for h, f, _ in cells}, key=lambda k: (k[1], k[0])):
+        a, b = (stats(cells.get((held, factor, m), []), key) for m in METHODS)
+        if a is None or b is None:
+            rows.append(f"| {held} | x{factor:g} | {fmt(a)} | {fmt(b)} | | |")
+            continue
+        diff = b[0] - a[0]
+        var = a[1] ** 2 / a[2] + b[1] ** 2 / b[2] if min(a[2], b[2]) > 1 else None
+        noise = 2 * math.sqrt(var) if var is not None else None
+        rows.append(
+            f"| {held} | x{factor:g} | {fmt(a)} | {fmt(b)} | {diff:+.2f} | {verdict(diff, noise)} |"
+        )
+        per_factor.setdefault(factor, []).append((diff, var))
+    return rows, per_factor
+
+
+def pooled_rows(per_factor: dict[float, list[tuple[float, float | None]]]) -> list[str]:
+    rows = []
+    for factor, folds in sorted(per_factor.items()):
+        diff = statistics.mean(d for d, _ in folds)
+        variances = [v for _, v in folds]
+        noise = None
+        if all(v is not None for v in variances):
+            noise = 2 * math.sqrt(sum(variances)) / len(folds)
+        rows.append(f"| x{factor:g} | {len(folds)} | {diff:+.2f} | {verdict(diff, noise)} |")
+    return rows
+
+
+def seed_rows(cells) -> list[str]:
+    """Soft minus nearest mIoU for each (fold, factor, seed) that has both."""
+    rows = []
+    for held, factor in sorted({(h, f) for h, f, _ in cells}, key=lambda k: (k[1], k[0])):
+        near = {r["seed"]: r["miou"] for r in cells.get((held, factor, "nearest"), [])}
+        soft = {r["seed"]: r["miou"] for r in cells.get((held, factor, "soft"), [])}
+        diffs = [f"s{s}: {soft[s] - near[s]:+.2f}" for s in sorted(near.keys() & soft.keys())]
+        if diffs:
+            rows.append(f"| {held} | x{factor:g} | {', '.join(diffs)} |")
+    return rows
+
+
+def report(folder: Path) -> str:
+    cells = load(folder)
+    if not cells:
+        raise SystemExit(f"no result.json under {folder}/heldout_*/cells/: run run_xseq.sh first")
+    out = [
+        "# CamVid cross-sequence folds: soft against nearest labels",
+        "",
+        "Each fold trains on two of CamVid's three driving sequences (train+val frames) and "
+        "scores every frame of the third at 360x480. Recipe: LinkNet/ResNet-18 from scratch, 40 "
+        "epochs, median-frequency class weights applied per pixel. Made by "
+        "`bash docs/results/run_xseq.sh`; this page by `.venv/bin/python "
+        "docs/results/xseq_report.py`. Cells: mean ± std over seeds (number of seeds).",
+    ]
+    for key, label, higher in SCORES:
+        rows, per_factor = fold_rows(cells, key)
+        better = "higher" if higher else "lower"
+        out += [
+            "",
+            f"## {label} ({better} is better)",
+            "",
+            "| held-out sequence | factor | nearest | soft | soft - nearest | verdict |",
+            "|---|---|---|---|---|---|",
+            *rows,
+        ]
+        if per_factor:
+            out += [
+                "",
+                "Pooled over folds (each fold weighs the same):",
+                "",
+                "| factor | folds | soft - nearest | verdict |",
+                "|---|---|---|---|",
+                *pooled_rows(per_factor),
+            ]
+    out += [
+        "",
+        "## mIoU difference per seed",
+        "",
+        "| held-out sequence | factor | soft - nearest |",
+        "|---|---|---|",
+        *seed_rows(cells),
+    ]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    folder = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results/camvid_xseq")
+    text = report(folder)
+    tmp = folder / "summary.md.tmp"
+    tmp.write_text(text)
+    tmp.replace(folder / "summary.md")
+    print(text)
