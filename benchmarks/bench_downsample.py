@@ -21,7 +21,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-import softseg
+from softseg.ops import Resampler
+from softseg.ops import resample as ops_resample
+from softseg.ops._fast import FastPath
 
 # (name, input (H, W), output (h, w), classes)
 CASES = {
@@ -59,7 +61,7 @@ def street_like_labels(shape, num_classes, seed=0):
     return labels.to(torch.uint8 if num_classes < 255 else torch.int64)
 
 
-def reference(labels, size, num_classes, mode, antialias):
+def reference(labels, size, num_classes, mode, antialias, fast):
     """The obvious way: a one-hot map at full resolution (ignore as a dropped extra channel)."""
     codes = labels.long().masked_fill(labels.long() == IGNORE, num_classes)
     onehot = F.one_hot(codes, num_classes + 1)[..., :num_classes].permute(2, 0, 1)[None].float()
@@ -69,10 +71,11 @@ def reference(labels, size, num_classes, mode, antialias):
     return F.interpolate(onehot, size=size, mode=mode, **extra)[0]
 
 
-def ours(labels, size, num_classes, mode, antialias):
-    return softseg.soft_downsample(
-        labels, size, num_classes, ignore_index=IGNORE, kernel=mode, antialias=antialias
-    )
+def ours(labels, size, num_classes, mode, antialias, fast):
+    """softseg.soft_downsample, with the fast path's settings of this run (``fast``)."""
+    rs = Resampler(mode, antialias=antialias)
+    box = (0, 0, *labels.shape[-2:])
+    return ops_resample._soft_labels(labels, box, size, num_classes, IGNORE, rs, fast)
 
 
 FUNCS = {"reference": reference, "softseg": ours}
@@ -86,51 +89,51 @@ def _status_kib(field):
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def _cpu_peak_child(which, case, mode, antialias, queue):
+def _cpu_peak_child(which, case, mode, antialias, fast, queue):
     torch.set_num_threads(1)
     shape, size, classes = CASES[case]
     labels = street_like_labels(shape, classes)
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset the peak resident set to the current one
     before = _status_kib("VmRSS")
-    FUNCS[which](labels, size, classes, mode, antialias)
+    FUNCS[which](labels, size, classes, mode, antialias, fast)
     queue.put((_status_kib("VmHWM") - before) * 1024)
 
 
-def peak_extra_bytes(which, case, mode, antialias, device):
+def peak_extra_bytes(which, case, mode, antialias, device, fast):
     if device == "cuda":
         shape, size, classes = CASES[case]
         labels = street_like_labels(shape, classes).cuda()
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        out = FUNCS[which](labels, size, classes, mode, antialias)
+        out = FUNCS[which](labels, size, classes, mode, antialias, fast)
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() - base
         del out
         return peak
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(target=_cpu_peak_child, args=(which, case, mode, antialias, queue))
+    child = ctx.Process(target=_cpu_peak_child, args=(which, case, mode, antialias, fast, queue))
     child.start()
     value = queue.get(timeout=600)
     child.join()
     return value
 
 
-def median_times(case, mode, antialias, device, repeat):
+def median_times(case, mode, antialias, device, repeat, fast):
     shape, size, classes = CASES[case]
     labels = street_like_labels(shape, classes).to(device)
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     times = {name: [] for name in FUNCS}
     outs = {}
     for name, fn in FUNCS.items():  # warm-up (weights are cached after the first call)
-        outs[name] = fn(labels, size, classes, mode, antialias)
+        outs[name] = fn(labels, size, classes, mode, antialias, fast)
     for _ in range(repeat):
         for name, fn in FUNCS.items():
             sync()
             t0 = time.perf_counter()
-            fn(labels, size, classes, mode, antialias)
+            fn(labels, size, classes, mode, antialias, fast)
             sync()
             times[name].append(time.perf_counter() - t0)
     ref, got = outs["reference"], outs["softseg"]
@@ -157,10 +160,10 @@ def main():
         help="softseg's first pass (tuning sweeps)",
     )
     args = parser.parse_args()
-    if args.block_mb is not None:
-        softseg.ops.resample._BLOCK_BYTES[args.device] = args.block_mb << 20
-    if args.run_path is not None:
-        softseg.ops.resample._RUN_PATH = args.run_path
+    fast = FastPath(
+        run_path=args.run_path or "auto",
+        block_bytes=None if args.block_mb is None else args.block_mb << 20,
+    )
     torch.set_num_threads(1)
     header = (
         f"{'case':<11}{'kernel':<13}{'ref ms':>9}{'ours ms':>9}{'speedup':>9}"
@@ -168,21 +171,20 @@ def main():
     )
     print(
         f"device={args.device} threads={torch.get_num_threads()} torch={torch.__version__} "
-        f"block_mb={softseg.ops.resample._BLOCK_BYTES[args.device] >> 20} "
-        f"run_path={softseg.ops.resample._RUN_PATH}"
+        f"block_mb={fast.block_bytes_on(args.device) >> 20} run_path={fast.run_path}"
     )
     print(header)
     print("-" * len(header))
     for case in args.cases:
         for label, mode, antialias in KERNELS:
-            t, err = median_times(case, mode, antialias, args.device, args.repeat)
+            t, err = median_times(case, mode, antialias, args.device, args.repeat, fast)
             row = f"{case:<11}{label:<13}{t['reference'] * 1e3:>9.1f}{t['softseg'] * 1e3:>9.1f}"
             row += f"{t['reference'] / t['softseg']:>8.1f}x"
             if args.no_memory:
                 row += f"{'-':>9}{'-':>9}{'-':>10}"
             else:
-                ref_b = peak_extra_bytes("reference", case, mode, antialias, args.device)
-                our_b = peak_extra_bytes("softseg", case, mode, antialias, args.device)
+                ref_b = peak_extra_bytes("reference", case, mode, antialias, args.device, fast)
+                our_b = peak_extra_bytes("softseg", case, mode, antialias, args.device, fast)
                 row += f"{ref_b / 2**20:>9.1f}{our_b / 2**20:>9.1f}{our_b / ref_b:>10.3f}"
             print(row + f"{err:>10.1e}", flush=True)
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from softseg.data import build_dataset
-from softseg.train.engine import AugmentedDataset, _Subset
+from softseg.train.inputs import AugmentedDataset, FirstN
 from softseg.train.transforms import TrainTransform
 
 
@@ -55,7 +55,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(1)
     ds = build_dataset(args.dataset, args.root, args.split)
-    ds = _Subset(ds, args.images)
+    ds = FirstN(ds, args.images)
     rates = {"nearest": [], "soft": []}
     samples_per_second(ds, "soft", args)  # warm the page cache
     for _ in range(args.rounds):

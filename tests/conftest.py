@@ -1,7 +1,9 @@
 """Shared references and hypothesis strategies for the softseg core tests.
 
 Everything here is an independent re-statement of what the library promises: references go through
-``torch.nn.functional.interpolate`` and ``PIL.Image.resize`` directly, never through softseg.
+``torch.nn.functional.interpolate`` and ``PIL.Image.resize`` directly, never through softseg. (The
+dense matrix form of softseg's own weights is the package's: ``AxisWeights.to_dense``, and its
+dense soft label reference is ``softseg.ops.soft_resized_crop_reference``.)
 Test modules import these helpers with ``from conftest import ...`` (the tests folder is on
 ``sys.path`` under pytest's default import mode).
 """
@@ -24,6 +26,8 @@ NEGATIVE_LOBES = frozenset({"bicubic", "lanczos"})
 NONNEG_TORCH = tuple(k for k in TORCH_KERNELS if k not in NEGATIVE_LOBES)
 NONNEG_PIL = tuple(k for k in PIL_KERNELS if k not in NEGATIVE_LOBES)
 AA_MODES = ("bilinear", "bicubic")
+CONV_KERNELS = [("torch", k) for k in TORCH_KERNELS] + [("pil", k) for k in PIL_KERNELS]
+NONNEG_CONV_KERNELS = [("torch", k) for k in NONNEG_TORCH] + [("pil", k) for k in NONNEG_PIL]
 
 PIL_FILTER = {
     "nearest": Image.Resampling.NEAREST,
@@ -91,6 +95,20 @@ def pil_soft_ref(labels, size, num_classes, kernel, ignore_index=IGNORE, box=Non
     return pil_resize(one_hot(labels, num_classes, ignore_index), size, kernel, box=box)
 
 
+def torch_aa_bug(kernel: str, antialias: bool, convention: str = "torch") -> bool:
+    """Whether the reference would go through torch's antialiased interpolate, which is wrong when
+    the input or output width is 1 (so such shapes are skipped there)."""
+    return convention == "torch" and antialias and kernel in AA_MODES
+
+
+def reference_resize(x, size, convention, kernel, antialias=True, align_corners=False, box=None):
+    """``torch_resize`` or ``pil_resize`` (with an optional PIL box) by convention."""
+    if convention == "torch":
+        assert box is None
+        return torch_resize(x, size, kernel, antialias, align_corners)
+    return pil_resize(x, size, kernel, box=box)
+
+
 # --------------------------------------------------------------------------- post-processing
 def clamp_rescale(raw: np.ndarray) -> np.ndarray:
     """Clamp negative lobes at 0, then rescale each pixel to its valid mass ``clip(sum, 0, 1)``."""
@@ -104,15 +122,6 @@ def clamp_rescale(raw: np.ndarray) -> np.ndarray:
 
 def maybe_clamp(raw: np.ndarray, kernel: str) -> np.ndarray:
     return clamp_rescale(raw) if kernel in NEGATIVE_LOBES else raw
-
-
-def dense_matrix(aw, n_in: int) -> np.ndarray:
-    """The (n_out, n_in) matrix of an AxisWeights band, repeated taps added together."""
-    index, weight = aw.index.numpy(), aw.weight.numpy()
-    n_out, taps = index.shape
-    mat = np.zeros((n_out, n_in))
-    np.add.at(mat, (np.repeat(np.arange(n_out), taps), index.ravel()), weight.ravel())
-    return mat
 
 
 def as_np(t) -> np.ndarray:

@@ -32,12 +32,16 @@ def label_values(values, size: tuple[int, int] = (H, W)) -> np.ndarray:
     return np.resize(np.asarray(values, dtype=np.uint8), size[0] * size[1]).reshape(size)
 
 
-def make_camvid(root: Path, splits=(("train", 3), ("val", 2)), values=(0, 3, 10, 11)) -> Path:
+def make_camvid(
+    root: Path, splits=(("train", 3), ("val", 2)), values=(0, 3, 10, 11), sequences=("0001TP",)
+) -> Path:
+    """``n`` frames per split and per driving sequence, named ``<sequence>_<split>_<i>.png``."""
     for split, n in splits:
-        for i in range(n):
-            name = f"0001TP_{split}_{i:03d}.png"
-            write_image(root / split / name, seed=i)
-            write_label(root / f"{split}annot" / name, values)
+        for sequence in sequences:
+            for i in range(n):
+                name = f"{sequence}_{split}_{i:03d}.png"
+                write_image(root / split / name, seed=i)
+                write_label(root / f"{split}annot" / name, values)
     return root
 
 

@@ -1,4 +1,4 @@
-"""softseg.study.compare: cells, the resumable grid, statistics and the result tables."""
+"""softseg.study.grid, .stats and .report: cells, the resumable grid, statistics and tables."""
 
 from __future__ import annotations
 
@@ -12,16 +12,9 @@ from pathlib import Path
 import pytest
 
 from softseg import atomic
-from softseg.study.compare import (
-    Cell,
-    check_settings,
-    compare_to_baseline,
-    grid,
-    load_results,
-    run_grid,
-    summarize,
-    write_tables,
-)
+from softseg.study.grid import Cell, check_settings, grid, load_results, run_grid
+from softseg.study.report import write_tables
+from softseg.study.stats import EXTRA_SCORES, compare_to_baseline, summarize
 
 CLASSES = ("road", "pole", "sky")
 
@@ -282,8 +275,10 @@ def test_tables_contents(tmp_path):
     assert set(paths) == {"results.csv", "summary.csv", "summary.md"}
 
     rows = read_csv(tmp_path / "results.csv")
-    assert list(rows[0]) == ["method", "factor", "seed", "miou", "train_time_s", "epoch_time_s",
-                             "peak_memory_mb", "iou_road", "iou_pole"]  # fmt: skip
+    assert list(rows[0]) == ["method", "factor", "seed", "miou", "boundary_miou", "ece", "nll",
+                             "train_time_s", "epoch_time_s", "peak_memory_mb", "iou_road",
+                             "iou_pole"]  # fmt: skip
+    assert {r["ece"] for r in rows} == {""}  # these cells predate the calibration scores
     assert len(rows) == len(results)
     soft1 = next(r for r in rows if r["method"] == "soft" and r["seed"] == "1")
     assert float(soft1["factor"]) == 4.0
@@ -338,6 +333,90 @@ def test_tables_with_several_factors_and_missing_baseline(tmp_path):
     assert float(row["miou_std"]) == pytest.approx(statistics.stdev([30.0, 31.0]))
 
 
+# --------------------------------------------------------------------------- boundary and calibration
+SCORED = {"nearest": (30.0, 8.0, 0.9), "soft": (36.0, 4.0, 0.6)}  # boundary mIoU, ECE, NLL
+
+
+def write_fake_grid(out: Path, scored_methods=("soft",)) -> None:
+    """``result.json`` of nearest and soft at x4, 3 seeds; only ``scored_methods`` have the newer
+    boundary and calibration scores (the others look like cells written before them)."""
+    for method in ("nearest", "soft"):
+        for seed in range(3):
+            result = {"method": method, "factor": 4.0, "seed": seed, "miou": 40.0 + seed,
+                      "per_class": {"road": 50.0}, "train_time_s": 10.0, "epoch_time_s": 1.0,
+                      "peak_memory_mb": 100.0}  # fmt: skip
+            if method in scored_methods:
+                boundary, ece, nll = SCORED[method]
+                result |= {"boundary_miou": boundary + seed, "ece": ece - seed, "nll": nll,
+                           "boundary_per_class": {"road": 20.0}, "boundary_width": 3}  # fmt: skip
+            cell_dir = out / "cells" / Cell(method, 4, seed).key
+            cell_dir.mkdir(parents=True)
+            (cell_dir / "result.json").write_text(json.dumps(result))
+
+
+def test_summarize_boundary_and_calibration_where_cells_have_them(tmp_path):
+    write_fake_grid(tmp_path)
+    nearest, soft = summarize(load_results(tmp_path))
+    assert soft["boundary_miou_mean"] == pytest.approx(37.0)
+    assert soft["boundary_miou_std"] == pytest.approx(1.0)
+    assert soft["ece_mean"] == pytest.approx(3.0) and soft["ece_n"] == 3
+    assert soft["nll_mean"] == pytest.approx(0.6) and soft["nll_std"] == pytest.approx(0.0)
+    for score in EXTRA_SCORES:  # older cells: missing, not zero
+        assert (nearest[f"{score}_mean"], nearest[f"{score}_std"], nearest[f"{score}_n"]) == (
+            None, None, 0,
+        )  # fmt: skip
+
+
+def test_summarize_mixed_old_and_new_cells_of_one_method():
+    results = [{"method": "soft", "factor": 2, "seed": s, "miou": 50.0, "per_class": {}}
+               for s in range(3)]  # fmt: skip
+    results[1]["ece"] = 5.0  # one seed rerun with a newer softseg
+    (row,) = summarize(results)
+    assert (row["ece_mean"], row["ece_std"], row["ece_n"]) == (5.0, None, 1)
+    assert row["n"] == 3
+
+
+def test_tables_with_and_without_the_new_scores(tmp_path):
+    write_fake_grid(tmp_path)
+    write_tables(load_results(tmp_path), tmp_path)
+    summary = {r["method"]: r for r in read_csv(tmp_path / "summary.csv")}
+    assert float(summary["soft"]["boundary_miou_mean"]) == pytest.approx(37.0)
+    assert float(summary["soft"]["ece_std"]) == pytest.approx(1.0)
+    assert float(summary["soft"]["nll_mean"]) == pytest.approx(0.6)
+    assert [summary["nearest"][f"{s}_{x}"] for s in EXTRA_SCORES for x in ("mean", "std")] == [
+        ""
+    ] * 6
+    cells = read_csv(tmp_path / "results.csv")
+    assert {r["nll"] for r in cells if r["method"] == "nearest"} == {""}
+    assert {float(r["nll"]) for r in cells if r["method"] == "soft"} == {0.6}
+    md = (tmp_path / "summary.md").read_text()
+    assert "| method | factor | boundary mIoU (%) | ECE (%) | NLL (nats) |" in md
+    assert "| soft | 4 | 37.00 ± 1.00 (3) | 3.00 ± 1.00 (3) | 0.600 ± 0.000 (3) |" in md
+    assert "| nearest | 4 | – | – | – |" in md
+
+
+def test_tables_of_a_grid_older_than_the_new_scores(tmp_path):
+    write_fake_grid(tmp_path, scored_methods=())
+    write_tables(load_results(tmp_path), tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    assert "| nearest | 41.00 ± 1.00 (3) |" in md
+    assert "Boundary and calibration" not in md  # no table of dashes only
+    row = read_csv(tmp_path / "summary.csv")[0]
+    assert row["boundary_miou_mean"] == row["ece_mean"] == row["nll_mean"] == ""
+
+
+@pytest.mark.parametrize("name", ["camvid", "camvid_pixel_weights"])
+def test_committed_grids_still_summarize(tmp_path, name):
+    grid_dir = Path(__file__).resolve().parents[1] / "docs" / "results" / name
+    results = load_results(grid_dir)
+    assert results, f"no cells under {grid_dir}"
+    rows = summarize(results)
+    assert {r["method"] for r in rows} >= {"nearest", "soft"}
+    assert all(r["miou_mean"] > 0 and r["ece_mean"] is None for r in rows)
+    write_tables(results, tmp_path)  # into tmp: the committed tables stay as they are
+    assert "## mIoU (%)" in (tmp_path / "summary.md").read_text()
+
+
 def test_empty_tables(tmp_path):
     write_tables([], tmp_path)
     assert read_csv(tmp_path / "results.csv") == []
@@ -388,7 +467,7 @@ def test_grids_recorded_before_weight_mode_existed_were_class_weighted(tmp_path)
     # the compare CLI's defaults: today's default is pixel, but a grid without the key was not
     from dataclasses import asdict
 
-    from softseg.train.engine import TrainConfig
+    from softseg.train.config import TrainConfig
 
     defaults = asdict(TrainConfig.from_dict({}))
     check_settings(tmp_path, {"arch": "linknet"})

@@ -40,6 +40,8 @@ from softseg.data import (
     build_dataset,
     load_image,
     load_label,
+    parse_split,
+    select_frames,
 )
 from softseg.data.synthetic import POLE, SIGN
 
@@ -259,6 +261,20 @@ def test_value_outside_classes(camvid):
         CamVid(camvid)[0]
 
 
+def test_unmapped_labels_are_range_checked(tmp_path):
+    info = DatasetInfo("toy", ("a", "b", "c"), ((0, 0, 0),) * 3)
+    write_image(tmp_path / "p.png")
+    write_label(tmp_path / "p_L.png", (0, 2, 255))
+    write_label(tmp_path / "q_L.png", (1, 7, 255))
+    good = SegmentationFolder([(tmp_path / "p.png", tmp_path / "p_L.png")], info)
+    np.testing.assert_array_equal(good[0][1].numpy(), label_values((0, 2, 255)))
+    bad = SegmentationFolder([(tmp_path / "p.png", tmp_path / "q_L.png")], info)
+    with pytest.raises(
+        ValueError, match=r"q_L\.png \('toy', 3 classes\).*values \[7\] outside \[0, 3\)"
+    ):
+        bad[0]
+
+
 def test_label_not_single_channel(camvid):
     path = camvid / "trainannot" / "0001TP_train_001.png"
     Image.new("RGB", (W, H)).save(path)
@@ -328,6 +344,93 @@ def test_build_synthetic_splits():
     assert small.info.name == "synthetic" and small.info.classes == CAMVID_INFO.classes
     with pytest.raises(ValueError, match="unknown synthetic split"):
         build_dataset("synthetic", split="holdout")
+
+
+# --------------------------------------------------------------------------- split expressions
+@pytest.mark.parametrize(
+    ("expression", "parts", "prefixes"),
+    [
+        ("val", ["val"], []),
+        ("train+val", ["train", "val"], []),
+        ("val+train", ["val", "train"], []),
+        (" train + val : 0001TP , 0006R0 ", ["train", "val"], ["0001TP", "0006R0"]),
+    ],
+)
+def test_parse_split(expression, parts, prefixes):
+    assert parse_split(expression) == (parts, prefixes)
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("", "bad split ''"),
+        ("train+", r"SPLIT\[\+SPLIT"),
+        ("+val", "bad split"),
+        ("train:", "bad split 'train:'"),
+        (":0001TP", "bad split"),
+        ("train:0001TP,,0006R0", "bad split"),
+        ("train+val+train", "'train' named more than once"),
+    ],
+)
+def test_parse_split_refuses_bad_expressions(expression, message):
+    with pytest.raises(ValueError, match=message):
+        parse_split(expression)
+
+
+def test_parse_split_needs_a_string():
+    with pytest.raises(TypeError, match="split must be a string"):
+        parse_split(["train", "val"])
+
+
+@pytest.fixture
+def sequences(tmp_path):
+    """CamVid-like: train has 2 frames and val 1 frame of each of three driving sequences."""
+    seqs = ("0001TP", "0006R0", "0016E5")
+    return make_camvid(tmp_path, splits=(("train", 2), ("val", 1)), sequences=seqs)
+
+
+def names(ds) -> list[str]:
+    return [image.stem for image, _ in ds.pairs]
+
+
+def test_split_union_keeps_split_order(sequences):
+    train, val = names(build_dataset("camvid", sequences, "train")), names(CamVid(sequences, "val"))
+    joined = build_dataset("camvid", sequences, "train+val")
+    assert names(joined) == train + val and joined.split == "train+val"
+    assert names(build_dataset("camvid", sequences, "val+train")) == val + train
+    assert isinstance(joined, SegmentationFolder) and joined.info is CAMVID_INFO
+    _, label, name = check_item(joined[len(train)])  # the first val frame, mapped like CamVid's
+    assert name == val[0] and 255 in label.unique().tolist() and 11 not in label.unique().tolist()
+
+
+def test_split_prefix_filter_keeps_matching_frames_in_order(sequences):
+    held_out = build_dataset("camvid", sequences, "train+val:0016E5")
+    assert names(held_out) == ["0016E5_train_000", "0016E5_train_001", "0016E5_val_000"]
+    two = build_dataset("camvid", sequences, "train+val:0006R0,0001TP")
+    # frames keep the splits' order; the order of the prefixes does not matter
+    assert names(two) == [
+        "0001TP_train_000", "0001TP_train_001", "0006R0_train_000", "0006R0_train_001",
+        "0001TP_val_000", "0006R0_val_000",
+    ]  # fmt: skip
+    assert names(build_dataset("camvid", sequences, "val:0001")) == ["0001TP_val_000"]
+
+
+def test_split_unknown_prefix_is_named(sequences):
+    # one typo ("O" for "0") must not silently drop a whole sequence from the frames kept
+    with pytest.raises(ValueError, match=r"no image name starts with '0006RO'.*names look like"):
+        build_dataset("camvid", sequences, "train:0001TP,0006RO")
+
+
+def test_split_expression_with_a_missing_split(sequences):
+    with pytest.raises(ValueError, match=r"split 'test' not found.*'train', 'val'"):
+        build_dataset("camvid", sequences, "train+test")
+
+
+def test_select_frames_needs_datasets_read_from_disk():
+    with pytest.raises(ValueError, match="read from disk"):
+        build_dataset("synthetic", split="train+val")
+    with pytest.raises(ValueError, match="read from disk"):
+        select_frames([], [], "train")
 
 
 # --------------------------------------------------------------------------- synthetic

@@ -9,11 +9,16 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy
 import pytest
 import torch
+from typer.testing import CliRunner
 
-import softseg.train.engine as engine
-from softseg.train.engine import TrainConfig, evaluate_run, train
+import softseg.train.loop as loop
+from softseg.cli import app
+from softseg.train.config import TrainConfig, config_differences
+from softseg.train.evaluate import evaluate_run
+from softseg.train.loop import open_run, train
 
 SMALL = dict(
     dataset="synthetic",
@@ -25,6 +30,7 @@ SMALL = dict(
     epochs=2,
     scale=(0.75, 1.25),
 )
+LEGACY_RUN = Path(__file__).parent / "fixtures" / "legacy_v0_1" / "run"  # written by v0.1
 CLI_DATA = [
     "--dataset",
     "synthetic",
@@ -78,10 +84,15 @@ def test_resume_ends_where_the_uninterrupted_run_ends(tmp_path):
 def test_existing_run_needs_resume_and_same_config(tmp_path):
     cfg = TrainConfig(out=str(tmp_path / "r"), **(SMALL | {"epochs": 1}))
     train(cfg, progress=False)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(FileExistsError, match="`resume=True`"):
         train(cfg, progress=False)
-    with pytest.raises(ValueError, match="only --epochs may change"):
+    differs = r"in lr \(saved 0.001, now 0.5\); only `epochs` may change"
+    with pytest.raises(ValueError, match=differs):
         train(replace(cfg, lr=0.5), resume=True, progress=False)
+    # the step on its own: only epochs may change, and a directory without a run is a new run
+    assert open_run(replace(cfg, epochs=5), resume=True)["epoch"] == 0
+    assert open_run(replace(cfg, out=str(tmp_path / "new")), resume=True) is None
+    assert config_differences(cfg, replace(cfg, epochs=9, seed=4)) == {"seed": (0, 4)}
 
 
 def test_non_finite_loss_stops_without_touching_the_checkpoint(tmp_path, monkeypatch):
@@ -89,11 +100,11 @@ def test_non_finite_loss_stops_without_touching_the_checkpoint(tmp_path, monkeyp
     train(cfg, progress=False, stop_after_epoch=1)
     before = (tmp_path / "r" / "checkpoint.pt").read_bytes()
 
-    class Exploding(engine.SoftCrossEntropy):
+    class Exploding(loop.SoftCrossEntropy):
         def forward(self, logits, target):
             raise FloatingPointError("non-finite loss (nan)")
 
-    monkeypatch.setattr(engine, "SoftCrossEntropy", Exploding)
+    monkeypatch.setattr(loop, "SoftCrossEntropy", Exploding)
     with pytest.raises(FloatingPointError, match="epoch 2, step 1"):
         train(cfg, resume=True, progress=False)
     assert (tmp_path / "r" / "checkpoint.pt").read_bytes() == before
@@ -266,7 +277,7 @@ def test_ddp_two_cpu_processes_with_gloo(tmp_path):
 
 def test_deterministic_algorithms_are_scoped_to_the_run(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(engine, "_train", lambda cfg, **kw: seen.append(
+    monkeypatch.setattr(loop, "_train", lambda cfg, **kw: seen.append(
         (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
     ))  # fmt: skip
     before = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
@@ -295,6 +306,9 @@ def test_configs_without_weight_mode_keep_the_class_weighting_they_were_trained_
     old = {k: v for k, v in asdict(TrainConfig()).items() if k != "weight_mode"}
     assert TrainConfig.from_dict(old).weight_mode == "class"
     assert TrainConfig.from_dict(old | {"weight_mode": "pixel"}).weight_mode == "pixel"
+    assert TrainConfig.from_dict(old | {"weight_mode": "class"}).weight_mode == "class"
+    legacy = json.loads((LEGACY_RUN / "config.json").read_text())
+    assert TrainConfig.from_dict(legacy).weight_mode == legacy["weight_mode"]
 
 
 def test_pixel_weight_mode_leaves_hard_label_runs_unchanged(tmp_path):
@@ -313,3 +327,77 @@ def test_pixel_weight_mode_leaves_hard_label_runs_unchanged(tmp_path):
     # for one-hot targets the two modes are the same loss, to the bit; soft targets tell them apart
     assert loss["nearest", "class"] == loss["nearest", "pixel"]
     assert loss["soft", "class"] != loss["soft", "pixel"]
+
+
+# --------------------------------------------------------------------------- CLI contract
+def test_cli_speaks_of_flags_where_the_library_speaks_of_arguments(tmp_path):
+    args = ["train", "--out", str(tmp_path / "r"), "--device", "cpu", "--amp"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 2
+    assert "error: --amp and --compile are CUDA options" in res.stderr
+    assert "`" not in res.stderr and "Traceback" not in res.stderr
+    with pytest.raises(ValueError, match="`amp` and `compile` are CUDA options"):
+        train(TrainConfig(out=str(tmp_path / "r"), device="cpu", amp=True), progress=False)
+
+
+def _folder_dataset(root: Path, n: int = 4) -> None:
+    """A two-class folder dataset with colours of its own: a bright square on a dark ground."""
+    from PIL import Image
+
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    spec = {"classes": ["ground", "square"], "colors": [[10, 20, 30], [250, 200, 0]]}
+    (root / "classes.json").write_text(json.dumps(spec))
+    g = torch.Generator().manual_seed(0)
+    for i in range(n):
+        mask = torch.zeros(32, 48, dtype=torch.uint8)
+        top, left = (int(v) for v in torch.randint(0, 16, (2,), generator=g))
+        mask[top : top + 16, left : left + 24] = 1
+        image = (mask * 200 + 20).expand(3, -1, -1).permute(1, 2, 0).contiguous()
+        Image.fromarray(image.numpy()).save(root / "images" / f"f{i}.png")
+        Image.fromarray(mask.numpy()).save(root / "masks" / f"f{i}.png")
+
+
+def test_predict_needs_no_dataset_once_trained(tmp_path):
+    from PIL import Image
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    _folder_dataset(data)
+    res = CliRunner().invoke(app, [
+        "train", "--out", str(run), "--dataset", "folder", "--root", str(data), "--arch", "tiny",
+        "--factor", "2", "--epochs", "1", "--batch-size", "2", "--workers", "0", "--val-split", "",
+        "--device", "cpu",
+    ])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    saved = json.loads((run / "dataset.json").read_text())
+    assert saved["classes"] == ["ground", "square"] and saved["colors"][1] == [250, 200, 0]
+    image = tmp_path / "x.png"
+    (data / "images" / "f0.png").rename(image)
+    data.rename(tmp_path / "moved")  # the dataset is gone from where the run's config says
+    res = CliRunner().invoke(app, ["predict", str(run), str(image), "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    mask = torch.from_numpy(numpy.array(Image.open(tmp_path / "p" / "x_mask.png")))
+    colours = {tuple(c) for c in mask.reshape(-1, 3).tolist()}
+    assert mask.shape == (32, 48, 3) and colours <= {(10, 20, 30), (250, 200, 0)}
+
+
+def test_runs_written_before_dataset_json_still_predict_and_evaluate(tmp_path):
+    import shutil
+
+    from PIL import Image
+
+    from softseg.data import SYNTHETIC_INFO, SyntheticStreets
+    from softseg.train.evaluate import run_dataset_info
+
+    run = tmp_path / "run"
+    shutil.copytree(LEGACY_RUN, run)
+    assert not (run / "dataset.json").exists()
+    assert run_dataset_info(run) == SYNTHETIC_INFO  # from the dataset the config names
+    image, _, _ = SyntheticStreets(1, size=(48, 96))[0]
+    Image.fromarray(image.permute(1, 2, 0).numpy()).save(tmp_path / "x.png")
+    out = tmp_path / "p"
+    res = CliRunner().invoke(app, ["predict", str(run), str(tmp_path / "x.png"), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert (out / "x_mask.png").exists()
+    scores = evaluate_run(run, split="val", limit=1, progress=False)
+    assert set(scores["per_class"]) == set(SYNTHETIC_INFO.classes) and scores["epoch"] == 1

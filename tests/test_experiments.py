@@ -8,13 +8,9 @@ from typer.testing import CliRunner
 
 from softseg.cli import app
 from softseg.data import DatasetInfo, build_dataset
-from softseg.study.experiments import (
-    CELL_CONFIG_FIELDS,
-    crop_for,
-    dataset_label_ceiling,
-    labels_and_predictions_figure,
-    method_options,
-)
+from softseg.study.cell import CELL_CONFIG_FIELDS, crop_for, method_options
+from softseg.study.figures import labels_and_predictions_figure
+from softseg.study.retention import dataset_label_ceiling
 
 
 def test_method_options_and_crop():
@@ -49,6 +45,9 @@ def test_compare_grid_writes_tables_plots_and_figure(tmp_path):
     assert recorded["epochs"] == 1 and not set(CELL_CONFIG_FIELDS) & set(recorded)
     assert 0 <= result["miou"] <= 100 and "pole" in result["per_class"]
     assert result["epochs"] == 1 and result["train_time_s"] > 0
+    # boundary and calibration scores are kept per cell and summarised per method and factor
+    assert 0 <= result["boundary_miou"] <= 100 and result["ece"] >= 0 and result["nll"] > 0
+    assert "| method | factor | boundary mIoU (%) | ECE (%) | NLL (nats) |" in res.output
     # a second run finds every cell done and trains nothing
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0 and "soft" in again.output

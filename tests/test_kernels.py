@@ -7,6 +7,9 @@ response to a unit impulse at input ``j``. This sidesteps torch's antialias bug 
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -16,14 +19,13 @@ from conftest import (
     NEGATIVE_LOBES,
     PIL_KERNELS,
     TORCH_KERNELS,
-    dense_matrix,
     pil_resize,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import softseg
-from softseg.ops.kernels import axis_weights
+from softseg.ops.kernels import Resampler, axis_weights
 
 lengths = st.integers(1, 40)
 
@@ -49,7 +51,7 @@ def test_kernel_table():
 def test_antialias_weights_match_torch(n, m, mode, align_corners):
     aw = axis_weights(n, m, mode, antialias=True, align_corners=align_corners)
     ref = torch_probe(n, m, mode, antialias=True, align_corners=align_corners)
-    np.testing.assert_allclose(dense_matrix(aw, n), ref, atol=1e-5)
+    np.testing.assert_allclose(aw.to_dense(n).numpy(), ref, atol=1e-5)
     assert float(aw.outside.abs().max()) == 0.0
 
 
@@ -61,7 +63,7 @@ def test_antialias_weights_match_torch_small_exhaustive(mode, align_corners):
         for m in range(1, 13):
             aw = axis_weights(n, m, mode, antialias=True, align_corners=align_corners)
             ref = torch_probe(n, m, mode, antialias=True, align_corners=align_corners)
-            np.testing.assert_allclose(dense_matrix(aw, n), ref, atol=1e-5, err_msg=f"{n}->{m}")
+            np.testing.assert_allclose(aw.to_dense(n).numpy(), ref, atol=1e-5, err_msg=f"{n}->{m}")
 
 
 @settings(max_examples=40, deadline=None)
@@ -69,7 +71,7 @@ def test_antialias_weights_match_torch_small_exhaustive(mode, align_corners):
 def test_plain_interpolation_weights_match_torch(n, m, mode, align_corners):
     aw = axis_weights(n, m, mode, antialias=False, align_corners=align_corners)
     ref = torch_probe(n, m, mode, antialias=False, align_corners=align_corners)
-    np.testing.assert_allclose(dense_matrix(aw, n), ref, atol=1e-5)
+    np.testing.assert_allclose(aw.to_dense(n).numpy(), ref, atol=1e-5)
 
 
 @settings(max_examples=40, deadline=None)
@@ -78,7 +80,7 @@ def test_nearest_and_area_weights_match_torch(n, m, kernel):
     mode = "nearest" if kernel == "nearest" else "area"
     aw = axis_weights(n, m, kernel, convention="torch")
     ref = torch_probe(n, m, mode)
-    mat = dense_matrix(aw, n)
+    mat = aw.to_dense(n).numpy()
     if kernel == "nearest":
         np.testing.assert_array_equal(mat, ref)
     else:
@@ -90,7 +92,7 @@ def test_nearest_and_area_weights_match_torch(n, m, kernel):
 def test_weights_match_pil(n, m, kernel):
     aw = axis_weights(n, m, kernel, convention="pil")
     ref = pil_probe(n, m, kernel)
-    np.testing.assert_allclose(dense_matrix(aw, n), ref, atol=1e-5)
+    np.testing.assert_allclose(aw.to_dense(n).numpy(), ref, atol=1e-5)
 
 
 @settings(max_examples=40, deadline=None)
@@ -110,7 +112,7 @@ def test_box_weights_match_pil_box(n, m, kernel, a, b):
         start = stop - 0.25
     aw = axis_weights(n, m, kernel, convention="pil", start=start, length=stop - start)
     ref = pil_probe(n, m, kernel, box_rows=(start, stop))
-    np.testing.assert_allclose(dense_matrix(aw, n), ref, atol=1e-5)
+    np.testing.assert_allclose(aw.to_dense(n).numpy(), ref, atol=1e-5)
     assert float(aw.outside.abs().max()) == 0.0
 
 
@@ -166,3 +168,103 @@ def test_box_inside_reads_no_padding():
     for kernel in PIL_KERNELS:
         aw = axis_weights(10, 3, kernel, convention="pil", start=1.0, length=8.0)
         assert float(aw.outside.abs().max()) == 0.0, kernel
+
+
+def padded_pil_probe(n: int, m: int, kernel: str, pad: int, length: int) -> np.ndarray:
+    """PIL's ``(m, n)`` weights of the box ``[-pad, length - pad)``, read on the image padded by
+    ``pad`` rows before (and as many after as the box needs): PIL itself refuses such a box."""
+    padded = np.zeros((pad + max(n, length - pad), n), dtype=np.float32)
+    padded[pad : pad + n] = np.eye(n, dtype=np.float32)  # row pad + j is input j
+    return pil_resize(padded, (m, n), kernel, box=(0.0, 0.0, float(n), float(length)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=lengths,
+    m=lengths,
+    kernel=st.sampled_from(PIL_KERNELS),
+    pad=st.integers(1, 8),
+    extra=st.integers(-8, 8),
+)
+def test_pil_box_before_the_image_is_pil_on_the_padded_image(n, m, kernel, pad, extra):
+    """softseg defines a PIL box that starts before the image as PIL's box on the padded image."""
+    length = max(1, n + pad + extra)
+    ref = padded_pil_probe(n, m, kernel, pad, length)
+    aw = axis_weights(n, m, kernel, convention="pil", start=-pad, length=length)
+    np.testing.assert_allclose(aw.to_dense(n).numpy(), ref, atol=1e-5)
+    np.testing.assert_allclose(aw.outside.numpy(), 1.0 - ref.sum(1), atol=1e-5)
+
+
+def test_pil_box_filter_ties_before_the_image_exhaustive():
+    """The box filter is discontinuous: where its edge lands exactly on a pixel centre, only the
+    same float arithmetic as PIL's on the padded image puts that pixel on PIL's side (computed on
+    the unshifted box, 6 of these cases came out the other way)."""
+    for n, m, pad, extra in itertools.product(range(1, 9), range(1, 9), range(1, 6), range(-5, 6)):
+        length = max(1, n + pad + extra)
+        ref = padded_pil_probe(n, m, "box", pad, length)
+        aw = axis_weights(n, m, "box", convention="pil", start=-pad, length=length)
+        np.testing.assert_allclose(
+            aw.to_dense(n).numpy(), ref, atol=1e-6, err_msg=f"{(n, m, pad, length)}"
+        )
+
+
+def test_pil_box_tie_before_the_image():
+    # 13 rows (5 of padding) to 6: output 3 spans [1.5, 5.83); its filter edge 1.5 is the centre of
+    # row 1 exactly, which PIL's half-open box leaves out. Unshifted, the float sum gave 1.99999...
+    aw = axis_weights(2, 6, "box", convention="pil", start=-5, length=13)
+    assert aw.to_dense(2).numpy()[3].tolist() == [0.0, 0.0]
+    assert aw.to_dense(2).numpy()[2].tolist() == [0.5, 0.0]
+
+
+# --------------------------------------------------------------------------- Resampler
+def test_resampler_defaults_and_alias():
+    assert Resampler() == Resampler("bilinear", True, False, "torch")
+    assert Resampler("area") == Resampler("box") and Resampler("area").kernel == "box"
+    assert Resampler("area", convention="pil") == Resampler("box", convention="pil")
+    assert Resampler("bicubic").negative_lobes and not Resampler("bilinear").negative_lobes
+    assert Resampler(antialias=np.bool_(False)).antialias is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Resampler().kernel = "nearest"  # type: ignore[misc]
+    assert len({Resampler("area"), Resampler("box"), Resampler()}) == 2  # hashable: a cache key
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"kernel": "lanczos"}, ValueError, r"'lanczos'.*convention='torch'.*'bicubic'"),
+        ({"kernel": "hamming"}, ValueError, r"'hamming'.*'torch'"),
+        ({"kernel": "gaussian", "convention": "pil"}, ValueError, r"'gaussian'.*'pil'.*'lanczos'"),
+        ({"convention": "opencv"}, ValueError, r"convention must be one of \['pil', 'torch'\].*'opencv'"),
+        ({"kernel": None}, ValueError, r"kernel None"),
+        ({"antialias": "yes"}, TypeError, r"antialias must be a bool, got 'yes'"),
+        ({"align_corners": 1}, TypeError, r"align_corners must be a bool, got 1"),
+    ],
+)  # fmt: skip
+def test_resampler_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Resampler(**kwargs)
+
+
+def test_resampler_resolve():
+    rs = Resampler("bicubic", antialias=False)
+    assert Resampler.resolve(rs) is rs
+    assert Resampler.resolve() == Resampler()
+    assert Resampler.resolve(kernel="area", convention="pil") == Resampler("box", convention="pil")
+    with pytest.raises(ValueError, match=r"not both.*kernel"):
+        Resampler.resolve(rs, kernel="bicubic")
+    with pytest.raises(ValueError, match=r"not both.*antialias"):
+        Resampler.resolve(rs, antialias=False)
+    with pytest.raises(TypeError, match=r"resampler must be a Resampler, got str"):
+        Resampler.resolve("bicubic")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("conv_kernel", ALL)
+def test_axis_weights_accept_a_resampler(conv_kernel):
+    convention, kernel = conv_kernel
+    rs = Resampler(kernel, antialias=False, convention=convention)
+    loose = axis_weights(11, 4, kernel, convention=convention, antialias=False, start=-1.5)
+    given_rs = axis_weights(11, 4, resampler=rs, start=-1.5)
+    for name in ("index", "weight", "outside"):
+        assert torch.equal(getattr(loose, name), getattr(given_rs, name)), name
+    with pytest.raises(ValueError, match="not both"):
+        axis_weights(11, 4, kernel, resampler=rs)

@@ -7,7 +7,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import softseg
-from softseg.train.losses import SoftCrossEntropy, soft_cross_entropy
+from softseg.train.losses import SoftCrossEntropy, pixel_losses, soft_cross_entropy
+from softseg.train.targets import target_at_logits
 
 C = 5
 
@@ -78,7 +79,9 @@ def test_integer_targets_equal_torch_cross_entropy(weight, reduction):
 def test_label_smoothing_equals_torch(weight, reduction):
     z = logits_like()
     y = labels_with_ignore((2, 4, 6))
-    ours = soft_cross_entropy(z, y, weight=weight, label_smoothing=0.2, reduction=reduction)
+    ours = soft_cross_entropy(
+        z, y, weight=weight, weight_mode="class", label_smoothing=0.2, reduction=reduction
+    )
     theirs = F.cross_entropy(
         z, y, weight=weight, ignore_index=255, label_smoothing=0.2, reduction=reduction
     )
@@ -90,12 +93,14 @@ def test_weighted_label_smoothing_mean_differs_from_torch_only_in_the_normaliser
     mass of the smoothed target (the loss stays a weighted mean of per-pixel cross-entropies)."""
     eps, z, y = 0.2, logits_like(), labels_with_ignore((2, 4, 6))
     true_weight = WEIGHT[y[y != 255]]
-    ours = soft_cross_entropy(z, y, weight=WEIGHT, label_smoothing=eps)
+    ours = soft_cross_entropy(z, y, weight=WEIGHT, weight_mode="class", label_smoothing=eps)
     theirs = F.cross_entropy(z, y, weight=WEIGHT, ignore_index=255, label_smoothing=eps)
     our_mass = ((1 - eps) * true_weight + eps / C * WEIGHT.sum()).sum()
     torch.testing.assert_close(ours * our_mass, theirs * true_weight.sum())
     assert not torch.allclose(ours, theirs)
-    summed = soft_cross_entropy(z, y, weight=WEIGHT, label_smoothing=eps, reduction="sum")
+    summed = soft_cross_entropy(
+        z, y, weight=WEIGHT, weight_mode="class", label_smoothing=eps, reduction="sum"
+    )
     torch.testing.assert_close(ours, summed / our_mass)
 
 
@@ -121,12 +126,13 @@ def test_integer_dense_and_sparse_forms_agree(weight, eps, reduction):
 @pytest.mark.parametrize("eps", [0.0, 0.25])
 def test_soft_targets_match_the_reference(weight, eps):
     z, t = logits_like(), random_soft((2, C, 4, 6))
+    kw = dict(weight=weight, weight_mode="class", label_smoothing=eps)
     for reduction in ("mean", "sum", "none"):
-        ours = soft_cross_entropy(z, t, weight=weight, label_smoothing=eps, reduction=reduction)
+        ours = soft_cross_entropy(z, t, reduction=reduction, **kw)
         torch.testing.assert_close(ours, reference(z, t, weight, eps, reduction))
     sparse = softseg.topk_soft_labels(t, C)  # k covering all classes = dense
     torch.testing.assert_close(
-        soft_cross_entropy(z, sparse, weight=weight, label_smoothing=eps),
+        soft_cross_entropy(z, sparse, **kw),
         reference(z, t, weight, eps),
     )
 
@@ -143,7 +149,9 @@ def test_truncated_sparse_targets_equal_their_dense_form(seed, eps, k, use_weigh
     indices, weights = softseg.topk_soft_labels(t, k)
     dense = softseg.dense_from_topk(indices, weights, C)
     weight = WEIGHT if use_weight else None
-    ours = soft_cross_entropy(z, (indices, weights), weight=weight, label_smoothing=eps)
+    ours = soft_cross_entropy(
+        z, (indices, weights), weight=weight, weight_mode="class", label_smoothing=eps
+    )
     torch.testing.assert_close(ours, reference(z, dense, weight, eps))
 
 
@@ -157,7 +165,7 @@ def test_gradient_matches_reference(form):
     if form == "sparse":
         dense = softseg.dense_from_topk(*target, C)
     (g_ours,) = torch.autograd.grad(
-        soft_cross_entropy(z, target, weight=WEIGHT, label_smoothing=0.1), z
+        soft_cross_entropy(z, target, weight=WEIGHT, weight_mode="class", label_smoothing=0.1), z
     )
     (g_ref,) = torch.autograd.grad(reference(z, dense, WEIGHT, 0.1), z)
     torch.testing.assert_close(g_ours, g_ref)
@@ -342,7 +350,7 @@ def test_pixel_weighting_matches_its_definition(eps):
 
 def test_pixel_and_class_weighting_are_the_same_loss_for_hard_targets():
     z, y = logits_like(), labels_with_ignore((2, 4, 6))
-    by_class = soft_cross_entropy(z, y, weight=WEIGHT)
+    by_class = soft_cross_entropy(z, y, weight=WEIGHT, weight_mode="class")
     assert torch.equal(soft_cross_entropy(z, y, weight=WEIGHT, weight_mode="pixel"), by_class)
     dense = soft_cross_entropy(z, one_hot(y), weight=WEIGHT, weight_mode="pixel")
     torch.testing.assert_close(dense, by_class)
@@ -358,5 +366,45 @@ def test_pixel_weighting_keeps_the_optimum_at_the_target():
         assert z.grad.abs().max() < 1e-9, mode
     # and class weighting moves it away from the target
     z = t.clamp(min=1e-12).log().requires_grad_()
-    soft_cross_entropy(z, t, weight=WEIGHT).backward()
+    soft_cross_entropy(z, t, weight=WEIGHT, weight_mode="class").backward()
     assert z.grad.abs().max() > 1e-3
+
+
+def test_pixel_weighting_is_the_default_of_function_and_module():
+    z, t = logits_like(), random_soft((2, C, 4, 6))
+    default = soft_cross_entropy(z, t, weight=WEIGHT)
+    assert torch.equal(default, soft_cross_entropy(z, t, weight=WEIGHT, weight_mode="pixel"))
+    assert not torch.allclose(default, soft_cross_entropy(z, t, weight=WEIGHT, weight_mode="class"))
+    assert SoftCrossEntropy().weight_mode == "pixel"
+    torch.testing.assert_close(SoftCrossEntropy(weight=WEIGHT)(z, t), default)
+
+
+# --------------------------------------------------------------------------- the steps alone
+def test_targets_keep_their_form_at_the_logits_size_and_turn_dense_when_brought_down():
+    z = logits_like(h=4, w=6)
+    y = labels_with_ignore((2, 4, 6))
+    assert torch.equal(target_at_logits(y, z, ignore_index=255), y)
+    indices, weights = softseg.topk_soft_labels(one_hot(y).float(), 2)
+    kept = target_at_logits((indices, weights), z, ignore_index=255)
+    assert torch.equal(kept[0], indices) and kept[1].dtype == torch.float64  # the logits' dtype
+    big = labels_with_ignore((2, 8, 12), seed=3)
+    dense = target_at_logits(big, z, ignore_index=255, kernel="area")
+    expected = softseg.soft_downsample(big, (4, 6), C, kernel="area").double()
+    torch.testing.assert_close(dense, expected)
+    sparse = softseg.topk_soft_labels(one_hot(big), 1)
+    via_sparse = target_at_logits(sparse, z, ignore_index=255, kernel="area")
+    torch.testing.assert_close(via_sparse, expected)
+
+
+def test_pixel_losses_weigh_whole_pixels_or_class_shares():
+    logp = torch.log_softmax(logits_like().detach(), 1)
+    t = random_soft((2, C, 4, 6))
+    plain, mass = pixel_losses(logp, t)
+    torch.testing.assert_close(plain, reference(logp, t, reduction="none"))
+    torch.testing.assert_close(mass, t.sum(1))
+    by_pixel, pixel_mass = pixel_losses(logp, t, WEIGHT)
+    mean_weight = (t * WEIGHT.view(1, -1, 1, 1)).sum(1) / t.sum(1).clamp(min=1e-300)
+    torch.testing.assert_close(by_pixel, mean_weight * plain)
+    torch.testing.assert_close(pixel_mass, mean_weight * mass)
+    by_class, _ = pixel_losses(logp, t, WEIGHT, weight_mode="class")
+    torch.testing.assert_close(by_class, reference(logp, t, WEIGHT, reduction="none"))

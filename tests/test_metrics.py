@@ -70,9 +70,13 @@ def test_ignore_handling():
 @pytest.mark.parametrize(
     "pred, target, match",
     [
-        (torch.full((2, 2), 3), torch.zeros(2, 2, dtype=torch.long), r"pred values .* \[3, 3\]"),
-        (torch.full((2, 2), -1), torch.zeros(2, 2, dtype=torch.long), "pred values"),
-        (torch.zeros(2, 2, dtype=torch.long), torch.full((2, 2), 7), "target"),
+        (
+            torch.full((2, 2), 3),
+            torch.zeros(2, 2, dtype=torch.long),
+            r"pred hold 4 pixels with values \[3\] outside \[0, 3\)",
+        ),
+        (torch.full((2, 2), -1), torch.zeros(2, 2, dtype=torch.long), r"pred hold .* \[-1\]"),
+        (torch.zeros(2, 2, dtype=torch.long), torch.full((2, 2), 7), r"target hold .* \[7\]"),
         (torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, 3, dtype=torch.long), "one shape"),
         (torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.long), "pred must hold integer"),
     ],

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -97,11 +102,9 @@ def test_colorize_bad_colors():
 
 # --------------------------------------------------------------------------- figures
 def test_plot_miou_vs_factor(tmp_path):
-    open_before = len(plots.plt.get_fignums())
     path = plot_miou_vs_factor(summary_rows(), tmp_path / "sub" / "miou.png")
     assert path == tmp_path / "sub" / "miou.png"
     check_png(path, min_px=(500, 350), max_px=1200)
-    assert len(plots.plt.get_fignums()) == open_before  # the figure was closed
 
 
 def test_plot_miou_vs_compute_places_each_method_at_its_epoch_times(tmp_path, monkeypatch):
@@ -177,3 +180,38 @@ def test_plot_label_panel_bad_image(tmp_path):
     with pytest.raises(ValueError, match=r"\(3, H, W\)"):
         plot_label_panel(torch.zeros(32, 48), [], COLORS, tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+# --------------------------------------------------------------------------- global state
+IMPORT_EVERYTHING = textwrap.dedent(
+    """
+    import importlib, json, pkgutil, sys
+    import matplotlib
+
+    backend, rc = matplotlib.get_backend(), dict(matplotlib.rcParams)
+    import softseg
+
+    names = [m.name for m in pkgutil.walk_packages(softseg.__path__, "softseg.")]
+    for name in names:
+        if not name.endswith("__main__"):  # runs the CLI
+            importlib.import_module(name)
+    changed = sorted(k for k, v in matplotlib.rcParams.items() if rc.get(k) != v)
+    print(json.dumps({"before": backend, "after": matplotlib.get_backend(), "changed": changed,
+                      "pyplot": "matplotlib.pyplot" in sys.modules, "modules": names}))
+    """
+)
+
+
+def test_importing_softseg_leaves_matplotlib_state_alone(tmp_path):
+    # a backend other than Agg: a module that switched to Agg on import would show here
+    env = {**os.environ, "MPLBACKEND": "svg", "MPLCONFIGDIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", IMPORT_EVERYTHING], env=env, capture_output=True, text=True,
+        timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "softseg.study.plots" in report["modules"] and "softseg.cli" in report["modules"]
+    assert report["before"] == report["after"] == "svg"
+    assert report["changed"] == []
+    assert not report["pyplot"]  # figures are drawn without pyplot's global registry

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+import softseg
 from softseg.ops.sparse import dense_from_topk
 from softseg.train.transforms import MEAN, STD, EvalTransform, TrainTransform, sample_generator
 
@@ -97,6 +98,16 @@ def test_eval_transform_keeps_full_label():
     image, labels, _ = scene()
     x, y = EvalTransform(3.0)(image, labels)
     assert x.shape == (3, 21, 24) and torch.equal(y, labels.long())
+
+
+def test_eval_transform_of_an_image_alone_is_the_model_input_of_the_pair():
+    image, labels, _ = scene()  # a float image in [0, 1]
+    transform = EvalTransform(3.0, image_kernel="bicubic", antialias=False)
+    alone = transform.transform_image(image)
+    assert torch.equal(alone, transform(image, labels)[0])
+    expected = softseg.resize_image(image, (21, 24), kernel="bicubic", antialias=False)
+    mean, std = torch.tensor(MEAN).view(3, 1, 1), torch.tensor(STD).view(3, 1, 1)
+    torch.testing.assert_close(alone, (expected - mean) / std)
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from softseg.atomic import atomic_write_text
 from softseg.data import build_dataset
-from softseg.study.experiments import dataset_label_ceiling
+from softseg.study.retention import dataset_label_ceiling
 from softseg.train.losses import median_frequency_weights
 
 HERE = Path(__file__).resolve().parent

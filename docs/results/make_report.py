@@ -18,8 +18,10 @@ from pathlib import Path
 import torch
 
 from softseg.atomic import atomic_write_text
-from softseg.study.compare import compare_to_baseline, load_results, summarize, write_tables
+from softseg.study.grid import load_results
 from softseg.study.plots import plot_class_gains, plot_miou_vs_compute, plot_miou_vs_factor
+from softseg.study.report import write_tables
+from softseg.study.stats import compare_to_baseline, summarize
 
 HERE = Path(__file__).resolve().parent
 GRID = HERE / "camvid"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -53,8 +54,19 @@ def _split(text: str, kind, option: str) -> list:
     return values
 
 
+# Library errors name arguments in backticks (`batch_size`, `resume=True`); the command line
+# knows them as flags: the name in kebab case, except for these.
+_FLAG_OF = {"json_path": "--json"}
+_ARGUMENT = re.compile(r"`([a-z][a-z0-9_]*)(?:=True)?`")
+
+
+def _as_flags(message: str) -> str:
+    """``message`` with each `argument` written as the command-line flag that sets it."""
+    return _ARGUMENT.sub(lambda m: _FLAG_OF.get(m[1], "--" + m[1].replace("_", "-")), message)
+
+
 def _fail(err: Exception) -> None:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    typer.secho(f"error: {_as_flags(str(err))}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
 
@@ -126,8 +138,8 @@ def train(
     ] = False,
 ) -> None:
     """Train a model with soft, nearest or mode labels at a reduced resolution."""
-    from .train.engine import TrainConfig
-    from .train.engine import train as run_training
+    from .train.config import TrainConfig
+    from .train.loop import train as run_training
 
     cfg = TrainConfig(
         out=out, dataset=dataset, root=root, train_split=train_split, val_split=val_split or None,
@@ -177,7 +189,7 @@ def eval_(
 ) -> None:
     """Score a run's checkpoint at the original label resolution; prints a per-class table."""
     from .atomic import atomic_write_text
-    from .train.engine import evaluate_run
+    from .train.evaluate import evaluate_run
 
     try:
         result = evaluate_run(
@@ -267,16 +279,12 @@ def compare(
     from dataclasses import asdict
 
     from .data import build_dataset
-    from .study.compare import check_settings, grid, load_results, run_grid, summarize
-    from .study.experiments import (
-        CELL_CONFIG_FIELDS,
-        labels_and_predictions_figure,
-        method_options,
-        train_cell,
-        trained_factors,
-    )
+    from .study.cell import CELL_CONFIG_FIELDS, method_options, train_cell
+    from .study.figures import labels_and_predictions_figure, trained_factors
+    from .study.grid import check_settings, grid, load_results, run_grid
     from .study.plots import plot_class_gains, plot_miou_vs_compute, plot_miou_vs_factor
-    from .train.engine import TrainConfig
+    from .study.stats import summarize
+    from .train.config import TrainConfig
 
     base = TrainConfig(
         dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
@@ -333,9 +341,8 @@ def retention(
 ) -> None:
     """How much of each class's mass nearest, mode and soft down-sampling keep."""
     from .data import build_dataset
-    from .study.demo import retention_table
-    from .study.experiments import dataset_retention
     from .study.plots import plot_retention
+    from .study.retention import dataset_retention, retention_table
 
     try:
         ds = build_dataset(dataset, root, split)

@@ -2,6 +2,9 @@
 plain folder) and synthetic street scenes, all yielding ``(image uint8 (3,H,W), label (H,W), name)``
 with 255 as the ignore value.
 
+Modules: :mod:`.base` (what every file dataset shares), one module per dataset, :mod:`.colors`
+(palettes and colourised maps) and :mod:`.registry` (datasets by name, split expressions).
+
 >>> from softseg.data import build_dataset
 >>> ds = build_dataset("synthetic", split="val", num_images=2, size=(64, 128))
 >>> image, label, name = ds[0]
@@ -9,26 +12,21 @@ with 255 as the ignore value.
 ((3, 64, 128), (64, 128), 11)
 """
 
-from .datasets import (
-    ADE20K,
-    ADE20K_INFO,
-    CAMVID_INFO,
-    CITYSCAPES_INFO,
-    DATASETS,
-    CamVid,
-    Cityscapes,
+from .ade20k import ADE20K, ADE20K_INFO
+from .base import (
+    IMAGE_SUFFIXES,
     DatasetInfo,
-    FolderDataset,
     LabelMapping,
-    MapillaryVistas,
     SegmentationFolder,
-    build_dataset,
-    folder_info,
-    generated_colors,
     load_image,
     load_label,
-    mapillary_info,
 )
+from .camvid import CAMVID_INFO, CamVid
+from .cityscapes import CITYSCAPES_INFO, Cityscapes
+from .colors import generated_colors
+from .folder import FolderDataset, folder_info
+from .mapillary import MapillaryVistas, mapillary_info
+from .registry import DATASETS, build_dataset, parse_split, select_frames
 from .synthetic import SYNTHETIC_INFO, SyntheticStreets, synthetic_split
 
 __all__ = [
@@ -37,6 +35,7 @@ __all__ = [
     "CAMVID_INFO",
     "CITYSCAPES_INFO",
     "DATASETS",
+    "IMAGE_SUFFIXES",
     "SYNTHETIC_INFO",
     "CamVid",
     "Cityscapes",
@@ -52,5 +51,7 @@ __all__ = [
     "load_image",
     "load_label",
     "mapillary_info",
+    "parse_split",
+    "select_frames",
     "synthetic_split",
 ]

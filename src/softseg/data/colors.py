@@ -1,10 +1,13 @@
-"""Pictures of label maps: :func:`colorize` draws a hard map or a soft one in its class colours.
+"""Class colours: :func:`colorize` draws a hard or soft label map in them, and
+:func:`generated_colors` makes a palette for datasets that ship none.
 
 A soft pixel is the mixture ``sum_c p_c * color_c`` of its class colours, so mass lost to ignored
 pixels darkens it towards black, as ignored pixels are black in hard maps.
 
 >>> colorize(np.array([[0, 1, 255]]), [(255, 0, 0), (0, 0, 255)]).tolist()
 [[[255, 0, 0], [0, 0, 255], [0, 0, 0]]]
+>>> len(generated_colors(150)), len(set(generated_colors(150))) > 100
+(150, True)
 """
 
 from __future__ import annotations
@@ -15,9 +18,30 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["colorize"]
+__all__ = ["Color", "colorize", "generated_colors"]
 
 ArrayLike = torch.Tensor | np.ndarray
+Color = tuple[int, int, int]
+
+
+def generated_colors(n: int) -> tuple[Color, ...]:
+    """``n`` deterministic, well-spread RGB colours (for datasets that ship none).
+
+    Spreads hues by the golden ratio and cycles two brightness levels, so neighbouring ids differ.
+    """
+    colors = []
+    for i in range(n):
+        hue = (i * 0.618033988749895) % 1.0
+        value = 0.95 if i % 2 == 0 else 0.65
+        colors.append(_hsv_to_rgb(hue, 0.75, value))
+    return tuple(colors)
+
+
+def _hsv_to_rgb(h: float, s: float, v: float) -> Color:
+    k = np.array([5.0, 3.0, 1.0])
+    k = (k + h * 6.0) % 6.0
+    rgb = v - v * s * np.clip(np.minimum(k, 4.0 - k), 0.0, 1.0)
+    return tuple(int(round(x * 255)) for x in rgb)  # type: ignore[return-value]
 
 
 def _numpy(x: Any) -> np.ndarray:

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets import CAMVID_INFO, IGNORE_INDEX, DatasetInfo
+from .base import IGNORE_INDEX, DatasetInfo
+from .camvid import CAMVID_INFO
 
 __all__ = ["SYNTHETIC_INFO", "SYNTHETIC_SPLITS", "SyntheticStreets", "synthetic_split"]
 

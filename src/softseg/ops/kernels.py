@@ -4,7 +4,8 @@ Every resampler softseg supports is separable: resizing an axis of length ``n_in
 linear map ``y[i] = sum_k weight[i, k] * x[index[i, k]]``. :func:`axis_weights` builds that map in banded
 form (a few taps per output pixel), for a whole axis or for a crop box along it. The same band is then
 applied to images (:func:`softseg.resize_image`) and to integer label maps
-(:func:`softseg.soft_downsample`), which is what makes the pair coherent.
+(:func:`softseg.soft_downsample`), which is what makes the pair coherent. :class:`Resampler` names
+one such operator: kernel, antialiasing, corner alignment and convention.
 
 Conventions
 -----------
@@ -35,6 +36,15 @@ from typing import Literal
 import numpy as np
 import torch
 
+__all__ = [
+    "KERNELS",
+    "NEGATIVE_LOBE_KERNELS",
+    "AxisWeights",
+    "Convention",
+    "Resampler",
+    "axis_weights",
+]
+
 Convention = Literal["torch", "pil"]
 KERNELS: dict[Convention, tuple[str, ...]] = {
     "torch": ("nearest", "area", "box", "bilinear", "bicubic"),
@@ -42,6 +52,94 @@ KERNELS: dict[Convention, tuple[str, ...]] = {
 }
 #: Kernels whose negative lobes can push a resampled one-hot outside [0, 1].
 NEGATIVE_LOBE_KERNELS = frozenset({"bicubic", "lanczos"})
+#: Two names for one averaging filter (torch's ``mode="area"``, PIL's ``BOX``): stored as the second.
+_ALIASES = {"area": "box"}
+
+
+@dataclass(frozen=True)
+class Resampler:
+    """Which separable resampler: the operator applied to images and, through soft labels, to labels.
+
+    Args:
+        kernel: one of ``KERNELS[convention]``. ``"area"`` and ``"box"`` are one filter (torch's
+            adaptive average pooling, PIL's box); it is stored as ``"box"``.
+        antialias: widen ``bilinear``/``bicubic`` when down-sampling (``convention="torch"``; PIL
+            always antialiases and ignores this, as ``nearest`` and ``box`` do).
+        align_corners: torch's ``align_corners`` for ``bilinear``/``bicubic`` without antialias.
+        convention: ``"torch"`` (``F.interpolate``) or ``"pil"`` (``PIL.Image.resize``).
+
+    >>> Resampler("area")
+    Resampler(kernel='box', antialias=True, align_corners=False, convention='torch')
+    >>> Resampler("lanczos", convention="pil").negative_lobes
+    True
+    >>> Resampler("lanczos")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: kernel 'lanczos' is not available with convention='torch'; expected one of (...)
+    """
+
+    kernel: str = "bilinear"
+    antialias: bool = True
+    align_corners: bool = False
+    convention: Convention = "torch"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.convention, str) or self.convention not in KERNELS:
+            raise ValueError(
+                f"convention must be one of {sorted(KERNELS)}, got {self.convention!r}"
+            )
+        if not isinstance(self.kernel, str) or self.kernel not in KERNELS[self.convention]:
+            raise ValueError(
+                f"kernel {self.kernel!r} is not available with convention={self.convention!r}; "
+                f"expected one of {KERNELS[self.convention]}"
+            )
+        for name in ("antialias", "align_corners"):
+            value = getattr(self, name)
+            if not isinstance(value, bool | np.bool_):
+                raise TypeError(f"{name} must be a bool, got {value!r}")
+            object.__setattr__(self, name, bool(value))
+        object.__setattr__(self, "kernel", _ALIASES.get(self.kernel, self.kernel))
+
+    @property
+    def negative_lobes(self) -> bool:
+        """Whether the kernel can give a resampled one-hot negative weights (bicubic, lanczos)."""
+        return self.kernel in NEGATIVE_LOBE_KERNELS
+
+    @classmethod
+    def resolve(
+        cls,
+        resampler: Resampler | None = None,
+        *,
+        kernel: str | None = None,
+        antialias: bool | None = None,
+        align_corners: bool | None = None,
+        convention: Convention | None = None,
+    ) -> Resampler:
+        """The resampler a public function was given: ``resampler`` itself, or one built from the
+        loose keyword arguments (``None``: the field's default). Giving both is an error.
+
+        >>> Resampler.resolve(kernel="bicubic", antialias=False)
+        Resampler(kernel='bicubic', antialias=False, align_corners=False, convention='torch')
+        >>> Resampler.resolve(Resampler("box", convention="pil")).convention
+        'pil'
+        """
+        loose = {
+            "kernel": kernel,
+            "antialias": antialias,
+            "align_corners": align_corners,
+            "convention": convention,
+        }
+        given = {name: value for name, value in loose.items() if value is not None}
+        if resampler is None:
+            return cls(**given)
+        if not isinstance(resampler, Resampler):
+            raise TypeError(f"resampler must be a Resampler, got {type(resampler).__name__}")
+        if given:
+            raise ValueError(
+                f"give either resampler= or the keyword arguments {sorted(loose)}, not both; "
+                f"got resampler={resampler!r} and {given}"
+            )
+        return resampler
 
 
 @dataclass(frozen=True)
@@ -62,9 +160,21 @@ class AxisWeights:
         return self.index.shape[1]
 
     def to(self, device: torch.device, dtype: torch.dtype) -> AxisWeights:
+        """The same band on ``device``, weights in ``dtype``."""
         return AxisWeights(
             self.index.to(device), self.weight.to(device, dtype), self.outside.to(device, dtype)
         )
+
+    def to_dense(self, n_in: int) -> torch.Tensor:
+        """The band as a dense ``(n_out, n_in)`` matrix in the weights' dtype (repeated taps add).
+
+        >>> axis_weights(4, 2, "box").to_dense(4)
+        tensor([[0.5000, 0.5000, 0.0000, 0.0000],
+                [0.0000, 0.0000, 0.5000, 0.5000]], dtype=torch.float64)
+        """
+        n_out = self.index.shape[0]
+        dense = torch.zeros(n_out, n_in, dtype=self.weight.dtype, device=self.weight.device)
+        return dense.scatter_add_(1, self.index, self.weight)
 
 
 # --------------------------------------------------------------------------- continuous filters
@@ -144,52 +254,58 @@ def _filtered(center: np.ndarray, scale: float, name: str, lo: int, hi: int, str
     return index, weight
 
 
-def _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners):
+def _torch_nearest(n_out: int, start: float, length: float):
+    # torch picks floor(X * scale) in float32 for output X of the map it is given. A box at a
+    # whole pixel is that map cut (or padded) first, so the same float32 bits plus the offset; a
+    # box at a fraction continues the grid of the whole map, X = start/scale + i.
+    f32 = np.float32
+    i = np.arange(n_out, dtype=f32)
+    scale32 = f32(length) / f32(n_out) if float(length).is_integer() else f32(length / n_out)
+    if float(start).is_integer():
+        index = int(start) + np.floor(i * scale32).astype(np.int64)
+    else:
+        grid = (start / (length / n_out) + np.arange(n_out)).astype(f32)
+        index = np.floor(grid * scale32).astype(np.int64)
+    return index[:, None], np.ones((n_out, 1))
+
+
+def _torch_area(n_out: int, start: float, length: float, hi: int):
+    # adaptive average pooling: equal weights over [floor(i*L/n), ceil((i+1)*L/n)).
+    if float(start).is_integer() and float(length).is_integer():
+        L, s = int(length), int(start)
+        a = (np.arange(n_out) * L) // n_out + s
+        b = -((-(np.arange(1, n_out + 1) * L)) // n_out) + s
+    else:
+        edges = np.round(start + np.arange(n_out + 1) * (length / n_out), 9)
+        a, b = np.floor(edges[:-1]).astype(np.int64), np.ceil(edges[1:]).astype(np.int64)
+    taps = int((b - a).max())
+    index = a[:, None] + np.arange(taps)[None, :]
+    inside = index < b[:, None]
+    weight = inside / (b - a)[:, None]
+    return np.minimum(index, hi - 1), weight
+
+
+def _torch_interpolated(rs: Resampler, n_out: int, start: float, length: float, lo: int, hi: int):
     # torch computes source coordinates and weights of float images in float32: so do we, or
     # a non-integer scale puts the last outputs 1e-5 apart.
     f32 = np.float32
     i = np.arange(n_out, dtype=f32)
-    if kernel == "nearest":
-        # torch picks floor(X * scale) in float32 for output X of the map it is given. A box at
-        # a whole pixel is that map cut (or padded) first, so the same float32 bits plus the
-        # offset; a box at a fraction continues the grid of the whole map, X = start/scale + i.
-        scale32 = f32(length) / f32(n_out) if float(length).is_integer() else f32(length / n_out)
-        if float(start).is_integer():
-            index = int(start) + np.floor(i * scale32).astype(np.int64)
-        else:
-            grid = (start / (length / n_out) + np.arange(n_out)).astype(f32)
-            index = np.floor(grid * scale32).astype(np.int64)
-        return index[:, None], np.ones((n_out, 1))
-    if kernel in ("area", "box"):
-        # adaptive average pooling: equal weights over [floor(i*L/n), ceil((i+1)*L/n)).
-        if float(start).is_integer() and float(length).is_integer():
-            L, s = int(length), int(start)
-            a = (np.arange(n_out) * L) // n_out + s
-            b = -((-(np.arange(1, n_out + 1) * L)) // n_out) + s
-        else:
-            edges = np.round(start + np.arange(n_out + 1) * (length / n_out), 9)
-            a, b = np.floor(edges[:-1]).astype(np.int64), np.ceil(edges[1:]).astype(np.int64)
-        taps = int((b - a).max())
-        index = a[:, None] + np.arange(taps)[None, :]
-        inside = index < b[:, None]
-        weight = inside / (b - a)[:, None]
-        return np.minimum(index, hi - 1), weight
-    if align_corners:
+    if rs.align_corners:
         scale = f32(length - 1) / f32(n_out - 1) if n_out > 1 else f32(0.0)
     else:
         scale = f32(length) / f32(n_out)
     start = f32(start)
-    if antialias:
+    if rs.antialias:
         # torch's antialiased path is PIL's scheme (bicubic with a = -0.5 there too).
         center = start + scale * (i + f32(0.5))
-        return _filtered(center, float(scale), kernel, lo, hi, stretch=True)
-    src = start + scale * i if align_corners else start + scale * (i + f32(0.5)) - f32(0.5)
-    if kernel == "bilinear":
+        return _filtered(center, float(scale), rs.kernel, lo, hi, stretch=True)
+    src = start + scale * i if rs.align_corners else start + scale * (i + f32(0.5)) - f32(0.5)
+    if rs.kernel == "bilinear":
         src = np.maximum(src, f32(lo))  # torch clamps the left border only; the right by index
         x0 = np.floor(src)
         t = src - x0
         index, weight = _band(x0.astype(np.int64), [f32(1.0) - t, t])
-    elif kernel == "bicubic":
+    else:  # bicubic, a = -0.75
         x0 = np.floor(src)
         t = src - x0
         a = f32(-0.75)
@@ -198,51 +314,70 @@ def _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners)
         index, weight = _band(
             x0.astype(np.int64) - 1, [far(t + 1), near(t), near(1 - t), far(2 - t)]
         )
-    else:
-        raise AssertionError(kernel)
     return np.clip(index, lo, hi - 1), weight
 
 
-def _pil_bands(kernel, n_out, start, length, lo, hi):
+def _pil_bands(kernel: str, n_out: int, start: float, length: float, lo: int, hi: int):
+    # PIL refuses boxes that leave the image; such a box is PIL's on the image padded by whole
+    # pixels, so compute there, box shifted by the padding: the same float sums as PIL's, which
+    # break exact ties (a filter edge on a pixel centre, a nearest sample on an edge) alike.
+    pad = max(0, math.ceil(-start))
     # PIL reads the box as float32 numbers
-    start, end = float(np.float32(start)), float(np.float32(start + length))
+    start, end = float(np.float32(start + pad)), float(np.float32(start + pad + length))
     scale = (end - start) / n_out
     if kernel == "nearest":
-        # PIL walks the grid by repeated addition in double precision and truncates. It refuses
-        # boxes that leave the image; such a box is PIL's walk on the image padded by whole pixels
-        # (the sums then start from a different number and round differently at exact ties).
-        pad = max(0, math.ceil(-start))
+        # PIL walks the grid by repeated addition in double precision and truncates
         steps = np.full(n_out, scale)
-        steps[0] = start + pad + scale * 0.5
+        steps[0] = start + scale * 0.5
         src = np.cumsum(steps)
         return np.floor(src).astype(np.int64)[:, None] - pad, np.ones((n_out, 1))
-    name = "box" if kernel == "area" else kernel
     center = start + scale * (np.arange(n_out) + 0.5)
-    return _filtered(center, scale, name, lo, hi, stretch=True)
+    index, weight = _filtered(center, scale, kernel, lo + pad, hi + pad, stretch=True)
+    return index - pad, weight
+
+
+def _bands(rs: Resampler, n_out: int, start: float, length: float, lo: int, hi: int):
+    if rs.convention == "pil":
+        return _pil_bands(rs.kernel, n_out, start, length, lo, hi)
+    if rs.kernel == "nearest":
+        return _torch_nearest(n_out, start, length)
+    if rs.kernel == "box":
+        return _torch_area(n_out, start, length, hi)
+    return _torch_interpolated(rs, n_out, start, length, lo, hi)
 
 
 def axis_weights(
     n_in: int,
     n_out: int,
-    kernel: str,
+    kernel: str | None = None,
     *,
-    convention: Convention = "torch",
-    antialias: bool = True,
-    align_corners: bool = False,
+    convention: Convention | None = None,
+    antialias: bool | None = None,
+    align_corners: bool | None = None,
     start: float = 0.0,
     length: float | None = None,
+    resampler: Resampler | None = None,
 ) -> AxisWeights:
-    """Banded weights that resample an axis of ``n_in`` pixels (box ``[start, start+length)``) to ``n_out``.
+    """Banded weights that resample an axis of ``n_in`` pixels (box ``[start, start+length)``,
+    default the whole axis) to ``n_out``.
 
+    The resampler is ``resampler`` or the loose arguments (defaults as in :class:`Resampler`).
     Returns float64 weights on the CPU; see :class:`AxisWeights`.
+
+    >>> aw = axis_weights(4, 2, "bilinear", antialias=False)
+    >>> aw.index.tolist(), aw.weight.tolist()
+    ([[0, 1], [2, 3]], [[0.5, 0.5], [0.5, 0.5]])
+    >>> axis_weights(4, 2, "box", start=-2.0).outside.tolist()  # the first output is all padding
+    [1.0, 0.0]
     """
+    rs = Resampler.resolve(
+        resampler, kernel=kernel, antialias=antialias, align_corners=align_corners,
+        convention=convention,
+    )  # fmt: skip
     length = float(n_in) if length is None else float(length)
     lo = min(0, math.floor(start))
     hi = max(n_in, math.ceil(start + length))
-    if convention == "torch":
-        index, weight = _torch_bands(kernel, n_out, start, length, lo, hi, antialias, align_corners)
-    else:
-        index, weight = _pil_bands(kernel, n_out, start, length, lo, hi)
+    index, weight = _bands(rs, n_out, start, length, lo, hi)
     index = np.clip(index, lo, hi - 1)
     inside = (index >= 0) & (index < n_in)
     outside = np.where(inside, 0.0, weight).sum(axis=1)

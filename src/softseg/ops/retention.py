@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from .baselines import mode_downsample, nearest_downsample
-from .resample import Size, as_label_tensor, soft_downsample
+from .labels import as_label_tensor
+from .resample import Size, soft_downsample
 
 __all__ = ["class_retention", "METHODS"]
 
@@ -23,7 +24,12 @@ METHODS = ("nearest", "mode", "soft")
 
 
 def one_hot_labels(hard: torch.Tensor, num_classes: int, ignore_index: int) -> torch.Tensor:
-    """``(..., C, h, w)`` float one-hot of a hard map ``(..., h, w)``; ignored pixels all zero."""
+    """``(..., C, h, w)`` float one-hot of a hard map ``(..., h, w)``; ignored pixels all zero.
+
+    >>> import torch
+    >>> one_hot_labels(torch.tensor([[1, 255]]), 2, 255).tolist()
+    [[[0.0, 0.0]], [[1.0, 0.0]]]
+    """
     codes = hard.long().masked_fill(hard.long() == ignore_index, num_classes)
     onehot = torch.nn.functional.one_hot(codes, num_classes + 1)[..., :num_classes]
     return onehot.movedim(-1, -3).float()
@@ -49,6 +55,15 @@ def class_retention(
 
     Returns:
         ``{method: float64 tensor (C,)}``; NaN for classes absent from ``labels``.
+
+    A one-pixel-wide pole (class 1) at a quarter of the resolution: nearest misses it entirely.
+
+    >>> import torch
+    >>> labels = torch.zeros(8, 8, dtype=torch.long)
+    >>> labels[:, 5] = 1
+    >>> kept = class_retention(labels, (2, 2), 2)
+    >>> kept["nearest"].tolist(), kept["soft"].tolist()
+    ([1.0, 0.0], [1.0, 1.0])
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:

@@ -11,19 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..data import build_dataset
-from ..train.engine import TrainConfig
-from .compare import grid, run_grid, summarize, write_tables
-from .experiments import dataset_retention, labels_and_predictions_figure, train_cell
+from ..train.config import TrainConfig
+from .cell import train_cell
+from .figures import labels_and_predictions_figure
+from .grid import grid, run_grid
 from .plots import plot_class_gains, plot_retention
-
-
-def retention_table(table: dict[str, list[float | None]], classes) -> str:
-    methods = list(table)
-    lines = [f"{'class':<12}" + "".join(f"{m:>10}" for m in methods)]
-    for i, name in enumerate(classes):
-        cells = ("-" if table[m][i] is None else f"{table[m][i]:.1f}%" for m in methods)
-        lines.append(f"{name:<12}" + "".join(f"{c:>10}" for c in cells))
-    return "\n".join(lines)
+from .report import write_tables
+from .retention import dataset_retention, retention_table
+from .stats import summarize
 
 
 def run_demo(

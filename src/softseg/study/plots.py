@@ -1,14 +1,16 @@
 """Figures for the experiments: mIoU against factor and compute, per-class gains, retention, label
 panels.
 
-Every function saves a PNG (dpi 120) atomically and returns its path; nothing is ever shown
-(matplotlib runs on the Agg backend). :func:`colorize` turns a hard label map or a soft one into
-an RGB picture: a soft pixel is the mixture ``sum_c p_c * color_c`` of its class colours, so mass
-lost to ignored pixels darkens it towards black, as ignored pixels are black in hard maps.
+Every function saves a PNG (dpi 120) atomically and returns its path; nothing is ever shown. Each
+figure is a :class:`matplotlib.figure.Figure` drawn by its own Agg canvas, without pyplot: no
+global backend switch, no registry of open figures, nothing changed for the program importing
+softseg. :func:`colorize` turns a hard label map or a soft one into an RGB picture: a soft pixel is
+the mixture ``sum_c p_c * color_c`` of its class colours, so mass lost to ignored pixels darkens it
+towards black, as ignored pixels are black in hard maps. For example::
 
->>> rows = softseg.study.compare.summarize(results)
->>> plot_miou_vs_factor(rows, "runs/miou.png")
->>> plot_class_gains(rows, "runs/gains.png", method="soft", baseline="nearest")
+    rows = softseg.study.stats.summarize(softseg.study.grid.load_results("runs/grid"))
+    plot_miou_vs_factor(rows, "runs/miou.png")
+    plot_class_gains(rows, "runs/gains.png", method="soft", baseline="nearest")
 """
 
 from __future__ import annotations
@@ -20,17 +22,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
-matplotlib.use("Agg")  # before pyplot: files only, never a window
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import NullLocator  # noqa: E402
-
-from ..atomic import atomic_write_bytes  # noqa: E402
-from ..data.colors import _numpy, colorize  # noqa: E402
+from ..atomic import atomic_write_bytes
+from ..data.colors import _numpy, colorize
 
 __all__ = [
     "DPI",
@@ -48,14 +47,17 @@ ArrayLike = torch.Tensor | np.ndarray
 
 
 # --------------------------------------------------------------------------- helpers
-def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
-    """Render ``fig`` to PNG in memory, write it atomically, and close it."""
-    try:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI)
-    finally:
-        # pyplot keeps every open figure alive; close even when rendering failed
-        plt.close(fig)
+def _figure(width: float, height: float) -> Figure:
+    """A figure of ``width`` x ``height`` inches with its own Agg canvas (no pyplot)."""
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    """Render ``fig`` to PNG in memory and write it atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI)
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -107,7 +109,7 @@ def _save_miou_axes(fig, ax, xlabel: str, title: str, path: str | os.PathLike) -
 def plot_miou_vs_factor(summary_rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
     """mIoU (mean ± std over seeds) against the down-sampling factor, one line per method.
 
-    ``summary_rows`` are :func:`softseg.study.compare.summarize` rows (``method``, ``factor``,
+    ``summary_rows`` are :func:`softseg.study.stats.summarize` rows (``method``, ``factor``,
     ``miou_mean``, ``miou_std``; a missing std draws no error bar). The x axis is log2 with the
     factors as ticks.
     """
@@ -116,7 +118,8 @@ def plot_miou_vs_factor(summary_rows: Sequence[Mapping[str, Any]], path: str | o
     factors = sorted({float(r["factor"]) for r in summary_rows})
     if factors[0] <= 0:
         raise ValueError(f"factors must be positive for a log2 axis, got {factors[0]}")
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig = _figure(6.4, 4.4)
+    ax = fig.subplots()
     for method, rows in _by_method(summary_rows).items():
         x = [float(r["factor"]) for r in rows]
         y = [float(r["miou_mean"]) for r in rows]
@@ -145,7 +148,8 @@ def plot_miou_vs_compute(
     timed = [r for r in summary_rows if r.get("epoch_time_s_median") is not None]
     if not timed:
         raise ValueError("no summary row has epoch_time_s_median; nothing to plot")
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig = _figure(6.4, 4.4)
+    ax = fig.subplots()
     for method, rows in _by_method(timed).items():
         x = [float(r["epoch_time_s_median"]) for r in rows]
         y = [float(r["miou_mean"]) for r in rows]
@@ -198,7 +202,8 @@ def plot_class_gains(
     offsets, width = _grouped_offsets(len(factors))
     # wider for many classes and many factors, so bars stay visible
     width_in = max(6.4, 0.45 * len(names) * max(1.0, len(factors) / 2) + 2)
-    fig, ax = plt.subplots(figsize=(width_in, 4.6))
+    fig = _figure(width_in, 4.6)
+    ax = fig.subplots()
     for offset, f in zip(offsets, factors, strict=True):
         gains = [_iou(by_key[(method, f)], c) - _iou(by_key[(baseline, f)], c) for c in names]
         ax.bar(x + offset, gains, width, label=f"factor {_factor_label(f)}")
@@ -238,7 +243,8 @@ def plot_retention(
         values[method] = arr
     x = np.arange(len(names))
     offsets, width = _grouped_offsets(len(values))
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.5 * len(names) + 2), 4.6))
+    fig = _figure(max(6.4, 0.5 * len(names) + 2), 4.6)
+    ax = fig.subplots()
     for offset, (method, arr) in zip(offsets, values.items(), strict=True):
         ax.bar(x + offset, arr, width, label=method)
     ax.set_xticks(x)
@@ -286,8 +292,8 @@ def plot_label_panel(
     # panel size from the image aspect ratio, within reason for very wide or tall images
     panel_w = 3.2
     panel_h = float(np.clip(panel_w * H / W, 1.0, 6.0)) + 0.4
-    size = (panel_w * ncols, panel_h * nrows)
-    fig, axes = plt.subplots(nrows, ncols, figsize=size, squeeze=False)
+    fig = _figure(panel_w * ncols, panel_h * nrows)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, panel in zip(axes.flat, panels, strict=False):  # spare axes stay blank

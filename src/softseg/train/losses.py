@@ -1,34 +1,30 @@
 """Soft cross-entropy: train on per-pixel class distributions, normalised by the valid mass.
 
 For logits ``z`` ``(N, C, h, w)`` and a target distribution ``t`` ``(N, C, h, w)`` whose channel sum
-``m`` is the valid fraction of each pixel (``1 - m`` is ignored), with class weights ``w_c``::
-
-    loss = - sum_{n,c,i,j} w_c t_c log_softmax(z)_c  /  sum_{n,i,j} sum_c w_c t_c
-
-The denominator is the class-weighted valid mass of the whole batch, so ignored mass neither adds
-to the loss nor dilutes it, and a one-hot target (or an integer map with ``ignore_index``) gives
-exactly ``F.cross_entropy(z, labels, weight=w, ignore_index=...)``.
-
-Class weights inside a soft target also move the loss's optimum from ``t`` to ``w_c t_c / sum_k
-w_k t_k``: a pixel that is 10% pole and 90% tree is then predicted mostly pole when pole weighs ten
-times tree. ``weight_mode="pixel"`` weighs each pixel by the mean class weight of its mass,
+``m`` is the valid fraction of each pixel (``1 - m`` is ignored), with class weights ``w_c``, the
+default ``weight_mode="pixel"`` weighs each pixel by the mean class weight of its mass,
 ``w_bar = sum_c w_c t_c / m``, and keeps the target as it is::
 
     loss = - sum_{n,i,j} w_bar sum_c t_c log_softmax(z)_c  /  sum_{n,i,j} sum_c w_c t_c
 
-Pixels holding rare classes count more, the optimum stays ``t``, and for one-hot targets both
-modes are the same loss.
+The denominator is the class-weighted valid mass of the whole batch, so ignored mass neither adds
+to the loss nor dilutes it. Pixels holding rare classes count more and the optimum stays ``t``.
 
-Three target forms are accepted and meet in one kernel that never builds a dense one-hot:
+``weight_mode="class"`` puts the weights inside the target instead::
 
-- dense soft targets, float ``(N, C, H, W)``;
-- sparse top-k soft targets, a tuple ``(indices, weights)`` of two ``(N, k, H, W)`` tensors
-  (:func:`softseg.topk_soft_labels`);
-- integer class maps ``(N, H, W)`` with ``ignore_index``.
+    loss = - sum_{n,c,i,j} w_c t_c log_softmax(z)_c  /  sum_{n,i,j} sum_c w_c t_c
 
-Targets larger than the logits are brought down to them with the soft down-sampling that made the
-images (:func:`softseg.soft_downsample` / :func:`softseg.resize_image`); logits are never
-up-sampled, and targets smaller than the logits are refused.
+which moves the loss's optimum from ``t`` to ``w_c t_c / sum_k w_k t_k``: a pixel that is 10% pole
+and 90% tree is then predicted mostly pole when pole weighs ten times tree (the CamVid study found
+this costs soft labels dearly, ``docs/results.md``). For one-hot targets both modes are the same
+loss, and an integer map with ``ignore_index`` gives exactly ``F.cross_entropy(z, labels, weight=w,
+ignore_index=...)``.
+
+Targets come in three forms (:mod:`softseg.train.targets`): dense ``(N, C, H, W)``, sparse top-k
+``(indices, weights)`` and integer ``(N, H, W)``. The loss is computed in three steps, each a
+function of its own: bring the target to the logits (:func:`~softseg.train.targets.target_at_logits`),
+per-pixel losses with the class weights applied by mode and label smoothing (:func:`pixel_losses`),
+and the reduction.
 """
 
 from __future__ import annotations
@@ -40,13 +36,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..ops.kernels import NEGATIVE_LOBE_KERNELS
-from ..ops.resample import resize_image, soft_downsample
-from ..ops.sparse import dense_from_topk
+from .targets import Target, is_integer, target_at_logits
 
-__all__ = ["SoftCrossEntropy", "median_frequency_weights", "soft_cross_entropy"]
+__all__ = [
+    "WEIGHT_MODES",
+    "SoftCrossEntropy",
+    "median_frequency_weights",
+    "pixel_losses",
+    "soft_cross_entropy",
+]
 
-Target = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 Reduction = Literal["mean", "sum", "none"]
 WeightMode = Literal["class", "pixel"]
 _REDUCTIONS = ("mean", "sum", "none")
@@ -63,10 +62,6 @@ def _check_options(reduction: str, weight_mode: str, label_smoothing: float) -> 
         raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
 
 
-def _is_int(t: torch.Tensor) -> bool:
-    return not (t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool)
-
-
 def _check_logits(logits: torch.Tensor) -> None:
     if not isinstance(logits, torch.Tensor):
         raise TypeError(f"logits must be a torch.Tensor, got {type(logits).__name__}")
@@ -78,57 +73,26 @@ def _check_logits(logits: torch.Tensor) -> None:
         raise ValueError(f"logits must not be empty, got shape {tuple(logits.shape)}")
 
 
-def _check_batch(n_target: int, n_logits: int, what: str) -> None:
-    if n_target != n_logits:
-        raise ValueError(f"{what} has batch size {n_target} but the logits have {n_logits}")
-
-
-def _check_indices(indices: torch.Tensor, num_classes: int) -> None:
-    lo, hi = (int(v) for v in torch.aminmax(indices))
-    if lo < 0 or hi >= num_classes:
+def _class_weights(
+    weight: torch.Tensor | None, logits: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """``weight`` as ``(C,)`` non-negative values on the logits' device, in ``dtype``."""
+    if weight is None:
+        return None
+    num_classes = logits.shape[1]
+    weight = torch.as_tensor(weight)
+    if weight.shape != (num_classes,):
         raise ValueError(
-            f"sparse target indices must lie in [0, {num_classes}), got values in [{lo}, {hi}]"
+            f"weight must have shape ({num_classes},) for {num_classes} classes, "
+            f"got {tuple(weight.shape)}"
         )
+    weight = weight.to(logits.device, dtype)
+    if bool((weight < 0).any()):
+        raise ValueError(f"weight must be non-negative, got {weight.tolist()}")
+    return weight
 
 
-def _check_labels(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> None:
-    bad = (labels < 0) | (labels >= num_classes)
-    if ignore_index is not None:
-        bad &= labels != ignore_index
-    if bool(bad.any()):
-        values = torch.unique(labels[bad])[:8].tolist()
-        raise ValueError(
-            f"integer targets hold {int(bad.sum())} pixels with values {values} outside "
-            f"[0, {num_classes}) and not equal to ignore_index={ignore_index}"
-        )
-
-
-def _target_size(size: tuple[int, int], logits_size: tuple[int, int]) -> bool:
-    """Whether a target of ``size`` must be brought down to ``logits_size`` (refuses smaller)."""
-    if size == logits_size:
-        return False
-    if size[0] < logits_size[0] or size[1] < logits_size[1]:
-        raise ValueError(
-            f"target size {size} is smaller than the logits size {logits_size} in at least one "
-            "dimension; the loss only brings targets down to the logits, never up-samples them or "
-            "the logits, so give targets at least at the logits' resolution"
-        )
-    return True
-
-
-def _clamp_negative_lobes(soft: torch.Tensor) -> torch.Tensor:
-    """Clamp a signed kernel's negatives at zero and rescale each pixel to its valid mass.
-
-    The same rule :func:`softseg.soft_downsample` applies, so dense and integer targets resized with
-    ``bicubic`` stay identical; out of place, because a dense target may be part of a graph.
-    """
-    valid = soft.sum(1, keepdim=True).clamp(0.0, 1.0)
-    soft = soft.clamp(min=0.0)
-    total = soft.sum(1, keepdim=True)
-    return soft * torch.where(total > 0, valid / total.clamp(min=1e-12), 0.0)
-
-
-# --------------------------------------------------------------------------- the kernel
+# --------------------------------------------------------------------------- the per-pixel terms
 def _soft_ce_terms(
     logp: torch.Tensor,
     target: Target,
@@ -137,9 +101,9 @@ def _soft_ce_terms(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-pixel ``(sum_c w_c t_c logp_c, sum_c w_c t_c, sum_c t_c)``, each ``(N, h, w)``.
 
-    ``target`` is already at the resolution of ``logp`` ``(N, C, h, w)`` and in its dtype (integer
-    maps stay integer). Sparse and integer targets are gathered, never expanded to ``C`` channels.
-    ``weight=None`` means all ones.
+    ``target`` is already at the resolution of ``logp`` ``(N, C, h, w)``
+    (:func:`~softseg.train.targets.target_at_logits`). Sparse and integer targets are gathered,
+    never expanded to ``C`` channels. ``weight=None`` means all ones.
     """
     if isinstance(target, tuple):  # sparse: (indices, weights), (N, k, h, w)
         indices, mass = target
@@ -147,7 +111,7 @@ def _soft_ce_terms(
         picked = logp.gather(1, indices)
         weighted = mass if weight is None else mass * weight[indices]
         return (weighted * picked).sum(1), weighted.sum(1), mass.sum(1)
-    if _is_int(target):  # (N, h, w) class indices
+    if is_integer(target):  # (N, h, w) class indices
         if ignore_index is None:
             valid = torch.ones_like(target, dtype=torch.bool)
         else:
@@ -162,13 +126,91 @@ def _soft_ce_terms(
     return (weighted * logp).sum(1), weighted.sum(1), target.sum(1)
 
 
+def _smoothed_terms(
+    logp: torch.Tensor,
+    target: Target,
+    weight: torch.Tensor | None,
+    eps: float,
+    ignore_index: int | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel loss and class-weighted mass ``(N, h, w)`` of the target smoothed by ``eps``:
+    ``(1 - eps) t + eps m / C``, with ``m`` the pixel's valid mass (ignored mass stays ignored)."""
+    true_term, true_mass, mass = _soft_ce_terms(logp, target, weight, ignore_index)
+    if eps <= 0:
+        return -true_term, true_mass
+    num_classes = logp.shape[1]
+    # the uniform part eps * m / C of the target, weighted: (eps / C) * m * sum_c w_c logp_c
+    uniform_term = logp.sum(1) if weight is None else (logp * weight.view(1, -1, 1, 1)).sum(1)
+    class_weight = float(num_classes) if weight is None else weight.sum()
+    pixel = -((1 - eps) * true_term + (eps / num_classes) * mass * uniform_term)
+    pixel_mass = (1 - eps) * true_mass + (eps / num_classes) * mass * class_weight
+    return pixel, pixel_mass
+
+
+def pixel_losses(
+    logp: torch.Tensor,
+    target: Target,
+    weight: torch.Tensor | None = None,
+    *,
+    weight_mode: WeightMode = "pixel",
+    label_smoothing: float = 0.0,
+    ignore_index: int | None = 255,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel loss and its class-weighted valid mass, both ``(N, h, w)``.
+
+    ``logp`` are log-probabilities ``(N, C, h, w)``, ``target`` is at their resolution and on
+    their device (:func:`~softseg.train.targets.target_at_logits`), ``weight`` ``(C,)`` or None.
+    ``"class"`` weighs each class's share of the target; ``"pixel"`` weighs each pixel's loss and
+    mass by the mean weight of its target, leaving the target itself unweighted.
+
+    A pixel a quarter class 0 (weight 4), three quarters class 1 (weight 0), predicted 80/20:
+
+    >>> logp = torch.log(torch.tensor([0.8, 0.2])).view(1, 2, 1, 1)
+    >>> t = torch.tensor([0.25, 0.75]).view(1, 2, 1, 1)
+    >>> w = torch.tensor([4.0, 0.0])
+    >>> [round(float(v), 4) for v in pixel_losses(logp, t, w)]  # mean weight 1: the plain loss
+    [1.2629, 1.0]
+    >>> [round(float(v), 4) for v in pixel_losses(logp, t, w, weight_mode="class")]  # all class 0
+    [0.2231, 1.0]
+    """
+    pixel_weight = None
+    if weight is not None and weight_mode == "pixel":
+        _, weighted_mass, mass = _soft_ce_terms(logp, target, weight, ignore_index)
+        pixel_weight = weighted_mass / mass.clamp(min=torch.finfo(logp.dtype).tiny)
+        weight = None
+    pixel, pixel_mass = _smoothed_terms(logp, target, weight, float(label_smoothing), ignore_index)
+    if pixel_weight is not None:
+        pixel, pixel_mass = pixel_weight * pixel, pixel_weight * pixel_mass
+    return pixel, pixel_mass
+
+
+# --------------------------------------------------------------------------- reduction
+def _reduce(pixel: torch.Tensor, pixel_mass: torch.Tensor, reduction: str) -> torch.Tensor:
+    if reduction == "none":
+        return pixel
+    if reduction == "sum":
+        return pixel.sum()
+    # Zero mass means every term of the sum is 0 * (finite log-prob): the sum is exactly 0 and its
+    # gradient too, so dividing by a clamped mass gives a connected zero without a branch.
+    return pixel.sum() / pixel_mass.sum().clamp(min=torch.finfo(pixel.dtype).tiny)
+
+
+def _check_finite(loss: torch.Tensor, logits: torch.Tensor) -> None:
+    finite = torch.isfinite(loss)
+    if not bool(finite.all()):  # the one cheap check; diagnose only on failure
+        value = loss.detach()[~finite].flatten()[0].item()
+        bad = int((~torch.isfinite(logits)).sum())
+        cause = f"{bad} non-finite logits" if bad else "non-finite target values or class weights"
+        raise FloatingPointError(f"non-finite loss ({value}): {cause}")
+
+
 def soft_cross_entropy(
     logits: torch.Tensor,
     target: Target,
     *,
     ignore_index: int | None = 255,
     weight: torch.Tensor | None = None,
-    weight_mode: WeightMode = "class",
+    weight_mode: WeightMode = "pixel",
     label_smoothing: float = 0.0,
     reduction: Reduction = "mean",
     kernel: str = "bilinear",
@@ -189,11 +231,10 @@ def soft_cross_entropy(
             dense ones with :func:`softseg.resize_image`, sparse ones densified first).
         ignore_index: label value of ignored pixels in integer targets (``None``: none).
         weight: optional class weights ``(C,)``, non-negative.
-        weight_mode: ``"class"`` weighs each class's share of the target (the optimum becomes the
-            re-weighted target); ``"pixel"`` weighs each pixel by the mean weight of its target
-            and keeps the optimum at the target. The same for one-hot targets without smoothing.
-            The default keeps ``F.cross_entropy``'s meaning; ``softseg train`` uses ``"pixel"``,
-            which the CamVid study found far better for soft targets (``docs/results.md``).
+        weight_mode: ``"pixel"`` (the default) weighs each pixel by the mean weight of its target
+            and keeps the optimum at the target; ``"class"`` weighs each class's share of the
+            target (the optimum becomes the re-weighted target), ``F.cross_entropy``'s meaning.
+            The same for one-hot targets without smoothing.
         label_smoothing: ``eps`` in ``[0, 1]``; each pixel's target becomes
             ``(1 - eps) * t + eps * m / C`` with ``m = sum_c t_c`` its valid mass, so ignored mass
             stays ignored.
@@ -212,120 +253,32 @@ def soft_cross_entropy(
 
     With integer targets this equals ``F.cross_entropy(logits, target, weight=weight,
     ignore_index=ignore_index, label_smoothing=eps, reduction=reduction)`` (checked against torch
-    2.14) in every case but one: ``"mean"`` with both class weights and ``eps > 0``. There torch
-    divides by the weights of the true classes, ``sum_pixels w_y``, while this function divides by
-    the smoothed target's class-weighted mass, ``sum_pixels ((1 - eps) w_y + eps / C * sum_c w_c)``,
-    so the loss stays a weighted mean of per-pixel cross-entropies; the summed loss is the same.
+    2.14) without class weights, and with them for ``weight_mode="class"`` in every case but one:
+    ``"mean"`` with both class weights and ``eps > 0``. There torch divides by the weights of the
+    true classes, ``sum_pixels w_y``, while this function divides by the smoothed target's
+    class-weighted mass, ``sum_pixels ((1 - eps) w_y + eps / C * sum_c w_c)``, so the loss stays a
+    weighted mean of per-pixel cross-entropies; the summed loss is the same. (``"pixel"`` with
+    ``eps > 0`` weighs the whole smoothed pixel by ``w_y``.)
+
+    >>> logits = torch.zeros(1, 3, 2, 2)
+    >>> round(soft_cross_entropy(logits, torch.zeros(1, 2, 2, dtype=torch.long)).item(), 4)
+    1.0986
     """
     _check_logits(logits)
     _check_options(reduction, weight_mode, label_smoothing)
-    N, C, h, w = logits.shape
     # half-precision log-probabilities lose too much; compute in at least float32
     dtype = torch.promote_types(logits.dtype, torch.float32)
-    device = logits.device
-    if weight is not None:
-        weight = torch.as_tensor(weight)
-        if weight.shape != (C,):
-            raise ValueError(
-                f"weight must have shape ({C},) for {C} classes, got {tuple(weight.shape)}"
-            )
-        weight = weight.to(device, dtype)
-        if bool((weight < 0).any()):
-            raise ValueError(f"weight must be non-negative, got {weight.tolist()}")
-
-    # ---- bring the target to the logits' size and dtype
-    if isinstance(target, (tuple, list)):
-        if len(target) != 2:
-            raise ValueError(
-                f"a sparse target is a pair (indices, weights), got {len(target)} items"
-            )
-        indices, mass = target
-        if indices.shape != mass.shape or indices.dim() != 4:
-            raise ValueError(
-                "sparse target indices and weights must both be (N, k, H, W), got "
-                f"{tuple(indices.shape)} and {tuple(mass.shape)}"
-            )
-        if not _is_int(indices):
-            raise ValueError(f"sparse target indices must be integers, got dtype {indices.dtype}")
-        if not mass.dtype.is_floating_point:
-            raise ValueError(f"sparse target weights must be floating, got dtype {mass.dtype}")
-        _check_batch(indices.shape[0], N, "the sparse target")
-        _check_indices(indices, C)
-        if _target_size(tuple(indices.shape[-2:]), (h, w)):
-            target = dense_from_topk(indices, mass, C)  # then resized as a dense target below
-        else:
-            target = (indices.to(device), mass.to(device, dtype))
-    elif not isinstance(target, torch.Tensor):
-        raise TypeError(
-            f"target must be a tensor or an (indices, weights) pair, got {type(target).__name__}"
-        )
-    elif _is_int(target):
-        if target.dim() != 3:
-            raise ValueError(f"integer targets must be (N, H, W), got shape {tuple(target.shape)}")
-        _check_batch(target.shape[0], N, "the integer target")
-        if _target_size(tuple(target.shape[-2:]), (h, w)):
-            target = soft_downsample(
-                target, (h, w), C, ignore_index=ignore_index, kernel=kernel, antialias=antialias
-            )
-        else:
-            _check_labels(target, C, ignore_index)
-            target = target.to(device)
-    elif target.dtype == torch.bool or not target.dtype.is_floating_point:
-        raise ValueError(
-            f"target must be float soft labels or integer class indices, got dtype {target.dtype}"
-        )
-    elif target.dim() != 4:
-        raise ValueError(
-            f"dense soft targets must be (N, C, H, W), got shape {tuple(target.shape)} "
-            "(integer class maps (N, H, W) need an integer dtype)"
-        )
-
-    if isinstance(target, torch.Tensor) and target.dtype.is_floating_point:  # dense
-        if target.shape[1] != C:
-            raise ValueError(f"dense target has {target.shape[1]} channels but the logits have {C}")
-        _check_batch(target.shape[0], N, "the dense target")
-        if _target_size(tuple(target.shape[-2:]), (h, w)):
-            target = resize_image(target, (h, w), kernel=kernel, antialias=antialias)
-            if kernel in NEGATIVE_LOBE_KERNELS:
-                target = _clamp_negative_lobes(target)
-        target = target.to(device, dtype)
-
-    # ---- the loss
+    weight = _class_weights(weight, logits, dtype)
+    target = target_at_logits(
+        target, logits, ignore_index=ignore_index, kernel=kernel, antialias=antialias
+    )
     logp = F.log_softmax(logits.to(dtype), dim=1)
-    pixel_weight = None
-    if weight is not None and weight_mode == "pixel":
-        # each pixel weighs the mean class weight of its mass; the target itself stays unweighted
-        _, weighted_mass, mass = _soft_ce_terms(logp, target, weight, ignore_index)
-        pixel_weight = weighted_mass / mass.clamp(min=torch.finfo(dtype).tiny)
-        weight = None
-    true_term, true_mass, mass = _soft_ce_terms(logp, target, weight, ignore_index)
-    if label_smoothing > 0:
-        eps = float(label_smoothing)
-        # the uniform part eps * m / C of the target, weighted: (eps / C) * m * sum_c w_c (logp_c)
-        uniform_term = logp.sum(1) if weight is None else (logp * weight.view(1, -1, 1, 1)).sum(1)
-        class_weight = float(C) if weight is None else weight.sum()
-        pixel = -((1 - eps) * true_term + (eps / C) * mass * uniform_term)
-        pixel_mass = (1 - eps) * true_mass + (eps / C) * mass * class_weight
-    else:
-        pixel, pixel_mass = -true_term, true_mass
-    if pixel_weight is not None:
-        pixel, pixel_mass = pixel_weight * pixel, pixel_weight * pixel_mass
-
-    if reduction == "none":
-        loss = pixel
-    elif reduction == "sum":
-        loss = pixel.sum()
-    else:
-        # Zero mass means every term of the sum is 0 * (finite log-prob): the sum is exactly 0 and
-        # its gradient too, so dividing by a clamped mass gives a connected zero without a branch.
-        loss = pixel.sum() / pixel_mass.sum().clamp(min=torch.finfo(dtype).tiny)
-
-    finite = torch.isfinite(loss)
-    if not bool(finite.all()):  # the one cheap check; diagnose only on failure
-        value = loss.detach()[~finite].flatten()[0].item()
-        bad = int((~torch.isfinite(logits)).sum())
-        cause = f"{bad} non-finite logits" if bad else "non-finite target values or class weights"
-        raise FloatingPointError(f"non-finite loss ({value}): {cause}")
+    pixel, pixel_mass = pixel_losses(
+        logp, target, weight, weight_mode=weight_mode, label_smoothing=label_smoothing,
+        ignore_index=ignore_index,
+    )  # fmt: skip
+    loss = _reduce(pixel, pixel_mass, reduction)
+    _check_finite(loss, logits)
     return loss
 
 
@@ -343,7 +296,7 @@ class SoftCrossEntropy(nn.Module):
         *,
         ignore_index: int | None = 255,
         weight: torch.Tensor | None = None,
-        weight_mode: WeightMode = "class",
+        weight_mode: WeightMode = "pixel",
         label_smoothing: float = 0.0,
         reduction: Reduction = "mean",
         kernel: str = "bilinear",

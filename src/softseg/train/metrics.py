@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from ..ops.labels import check_label_values
+
 __all__ = [
     "SegmentationMetrics",
     "boundary_band",
@@ -44,16 +46,6 @@ def _check_int(t: torch.Tensor, what: str) -> None:
         raise TypeError(f"{what} must be a torch.Tensor, got {type(t).__name__}")
     if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
         raise ValueError(f"{what} must hold integer class indices, got dtype {t.dtype}")
-
-
-def _check_range(values: torch.Tensor, num_classes: int, what: str) -> None:
-    if values.numel() == 0:
-        return
-    lo, hi = (int(v) for v in torch.aminmax(values))
-    if lo < 0 or hi >= num_classes:
-        raise ValueError(
-            f"{what} values must lie in [0, {num_classes}), got values in [{lo}, {hi}]"
-        )
 
 
 def confusion_matrix(
@@ -80,11 +72,11 @@ def confusion_matrix(
         )
     if num_classes <= 0:
         raise ValueError(f"num_classes must be positive, got {num_classes}")
-    _check_range(pred, num_classes, "pred")
+    check_label_values(pred, num_classes, None, what="pred")
+    check_label_values(target, num_classes, ignore_index, what="target")
     if ignore_index is not None:
         keep = target != ignore_index
         pred, target = pred[keep], target[keep]
-    _check_range(target, num_classes, f"target (other than ignore_index={ignore_index})")
     # one flat index per pixel: gt * C + pred, counted in one pass
     flat = target.reshape(-1).long() * num_classes + pred.reshape(-1).long()
     counts = torch.bincount(flat, minlength=num_classes * num_classes)
@@ -162,8 +154,15 @@ class SegmentationMetrics:
     """Accumulate a confusion matrix over batches and report the usual scores.
 
     >>> m = SegmentationMetrics(3, class_names=["road", "car", "sky"])
-    >>> m.update(logits, labels)   # logits (N, C, h, w), up-sampled to labels (N, H, W) if smaller
-    >>> m.compute()["miou"]        # percent
+    >>> labels = torch.tensor([[[0, 0, 1, 1], [2, 2, 2, 255]]])         # (N, H, W), 255 ignored
+    >>> logits = torch.zeros(1, 3, 1, 2)                                 # (N, C, h, w): half size
+    >>> logits[0, 0, 0, 0] = logits[0, 1, 0, 1] = 5.0                    # road | car
+    >>> m.update(logits, labels)    # up-sampled to the labels' size, then the argmax
+    >>> scores = m.compute()        # percent
+    >>> {name: round(iou, 1) for name, iou in scores["per_class"].items()}
+    {'road': 50.0, 'car': 66.7, 'sky': 0.0}
+    >>> round(scores["miou"], 1), round(scores["pixel_acc"], 1)
+    (38.9, 57.1)
 
     The matrix lives on the device of the first update; in distributed evaluation call
     :meth:`all_reduce` once before :meth:`compute`.
@@ -278,7 +277,8 @@ class SegmentationMetrics:
         nll = -logp.gather(1, truth[:, None]).double().sum()
         self._to(counts.device)
         self.calibration += counts
-        self.nll += torch.stack([nll, torch.tensor(float(truth.numel()), device=nll.device).double()])
+        pixels = torch.tensor(float(truth.numel()), device=nll.device).double()
+        self.nll += torch.stack([nll, pixels])
 
     def _valid(self, target: torch.Tensor) -> torch.Tensor:
         if self.ignore_index is None:

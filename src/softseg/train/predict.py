@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..data import load_image
+from ..data import IMAGE_SUFFIXES, load_image
 from ..data.colors import colorize
-from .engine import load_run, load_split, predict_image, resolve_device
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+from .evaluate import load_run, predict_image, run_dataset_info
+from .runtime import resolve_device
 
 
 def image_paths(inputs: list[str]) -> list[Path]:
@@ -39,7 +38,7 @@ def predict_paths(
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     dev = resolve_device(device)
     cfg, model, _ = load_run(run_dir, dev)
-    colors = _colors(cfg)
+    colors = run_dataset_info(run_dir, cfg).colors
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -53,8 +52,3 @@ def predict_paths(
         Image.fromarray(overlay).save(out_dir / f"{path.stem}_overlay.png")
         written.append(out_dir / f"{path.stem}_mask.png")
     return written
-
-
-def _colors(cfg) -> list[tuple[int, int, int]]:
-    """The class colours of the run's dataset."""
-    return list(load_split(cfg, cfg.train_split, 1).info.colors)

@@ -23,6 +23,7 @@ import torchvision.transforms.v2.functional as TF
 from ..ops.baselines import mode_resized_crop, nearest_resized_crop
 from ..ops.resample import resized_crop_image, soft_resized_crop
 from ..ops.sparse import topk_soft_labels
+from .targets import Target
 
 LabelMethod = Literal["soft", "nearest", "mode"]
 LABEL_METHODS: tuple[str, ...] = ("soft", "nearest", "mode")
@@ -30,8 +31,6 @@ LABEL_METHODS: tuple[str, ...] = ("soft", "nearest", "mode")
 #: ImageNet statistics, which the segmentation-models-pytorch encoders expect.
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-Target = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
 
 def sample_generator(seed: int, epoch: int, index: int) -> torch.Generator:
@@ -192,12 +191,22 @@ class EvalTransform:
     image_kernel: str = "bilinear"
     antialias: bool = True
 
-    def __call__(
-        self, image: torch.Tensor, label: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def transform_image(self, image: torch.Tensor) -> torch.Tensor:
+        """The model input for an image alone (prediction): ``(3, H, W)`` to ``(3, H/f, W/f)``.
+
+        >>> x = EvalTransform(4).transform_image(torch.zeros(3, 64, 96, dtype=torch.uint8))
+        >>> tuple(x.shape)
+        (3, 16, 24)
+        """
         H, W = image.shape[-2:]
         size = (max(1, round(H / self.factor)), max(1, round(W / self.factor)))
         x = resized_crop_image(
             _to_unit(image), 0, 0, H, W, size, kernel=self.image_kernel, antialias=self.antialias
         )
-        return normalize(x), label.long()
+        return normalize(x)
+
+    def __call__(
+        self, image: torch.Tensor, label: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model input and the label, untouched but as int64 ``(H, W)``."""
+        return self.transform_image(image), label.long()

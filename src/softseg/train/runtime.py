@@ -1,0 +1,120 @@
+"""Where a run executes: device, distributed processes, memory counters, deterministic kernels.
+
+Distributed data parallel runs under ``torchrun`` (NCCL on CUDA, gloo on the CPU); rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "DistInfo",
+    "deterministic_algorithms",
+    "init_distributed",
+    "peak_memory_mb",
+    "reset_peak_memory",
+    "resolve_device",
+    "unwrap",
+]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` (CUDA when there is one, else the CPU) or a torch device name.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but CUDA is not available here")
+    return device
+
+
+def reset_peak_memory(device: torch.device) -> None:
+    """Start counting peak memory afresh (CUDA allocator; on Linux, the process's peak RSS)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current resident set
+    except OSError:
+        pass  # not Linux: the peak then counts from the start of the process
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory since :func:`reset_peak_memory`: CUDA allocations on a GPU; on the CPU the peak
+    resident set of this process (data-loader workers not included)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux and BSD: KiB
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place among the distributed ones (a single process: rank 0 of 1)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes files and shows progress."""
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group ``torchrun`` describes in the environment (none: one process)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The plain module inside ``torch.compile`` and ``DistributedDataParallel`` wrappers."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile
+    return getattr(model, "module", model)  # DistributedDataParallel
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool = True) -> Iterator[None]:
+    """Only bit-reproducible kernels inside the block; the previous setting is restored after it.
+
+    The CPU path is deterministic anyway. On CUDA, cuDNN and cuBLAS pick kernels whose reductions
+    run in a varying order, so two identical runs drift apart in the last bits and a resumed run
+    does not end where the uninterrupted one does; this trades some speed for exactness. An op
+    with no deterministic CUDA kernel then raises rather than silently breaking the promise.
+    """
+    if not enabled:
+        yield
+        return
+    # cuBLAS reads this when it creates its workspace; without it PyTorch refuses the products
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    previous = torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0])
+        torch.backends.cudnn.benchmark = previous[1]
