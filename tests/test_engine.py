@@ -86,12 +86,14 @@ def test_existing_run_needs_resume_and_same_config(tmp_path):
     train(cfg, progress=False)
     with pytest.raises(FileExistsError, match="`resume=True`"):
         train(cfg, progress=False)
-    differs = r"in lr \(saved 0.001, now 0.5\); only `epochs` may change"
+    differs = r"in lr \(saved 0.001, now 0.5\); a resumed run may change only .*`epochs`"
     with pytest.raises(ValueError, match=differs):
         train(replace(cfg, lr=0.5), resume=True, progress=False)
-    # the step on its own: only epochs may change, and a directory without a run is a new run
-    assert open_run(replace(cfg, epochs=5), resume=True)["epoch"] == 0
-    assert open_run(replace(cfg, out=str(tmp_path / "new")), resume=True) is None
+    # the step on its own: epochs may change, and resuming where there is no run is an error
+    assert open_run(replace(cfg, epochs=5, workers=3), resume=True)["epoch"] == 0
+    assert open_run(replace(cfg, out=str(tmp_path / "new")), resume=False) is None
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        open_run(replace(cfg, out=str(tmp_path / "new")), resume=True)
     assert config_differences(cfg, replace(cfg, epochs=9, seed=4)) == {"seed": (0, 4)}
 
 

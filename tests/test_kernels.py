@@ -234,7 +234,11 @@ def test_resampler_defaults_and_alias():
         ({"kernel": "lanczos"}, ValueError, r"'lanczos'.*convention='torch'.*'bicubic'"),
         ({"kernel": "hamming"}, ValueError, r"'hamming'.*'torch'"),
         ({"kernel": "gaussian", "convention": "pil"}, ValueError, r"'gaussian'.*'pil'.*'lanczos'"),
-        ({"convention": "opencv"}, ValueError, r"convention must be one of \['pil', 'torch'\].*'opencv'"),
+        (
+            {"convention": "opencv"},
+            ValueError,
+            r"convention must be one of \['cv2', 'pil', 'torch'\].*'opencv'",
+        ),
         ({"kernel": None}, ValueError, r"kernel None"),
         ({"antialias": "yes"}, TypeError, r"antialias must be a bool, got 'yes'"),
         ({"align_corners": 1}, TypeError, r"align_corners must be a bool, got 1"),

@@ -270,3 +270,46 @@ def test_cuda_soft_labels_equal_the_cpu_ones(kernel, antialias):
     torch.testing.assert_close(
         whole.cpu(), softseg.soft_downsample(labels, (24, 33), 7, **opts), atol=2e-6, rtol=0
     )
+
+
+# --------------------------------------------------------------------------- argument types
+@pytest.mark.parametrize("size", [2.7, (4.9, 4.9), (4.0, 4), True, (3, True), "3x3", (3,), None])
+def test_error_size_must_be_integers(size):
+    with pytest.raises(TypeError, match=r"size must be an int or a pair"):
+        softseg.soft_downsample(LAB, size, 4)
+    with pytest.raises(TypeError, match=r"size must be an int or a pair"):
+        softseg.resize_image(torch.zeros(1, 6, 7), size)
+
+
+def test_sizes_of_numpy_and_torch_integers_are_accepted():
+    expected = softseg.soft_downsample(LAB, (3, 2), 4)
+    for size in (np.array([3, 2]), torch.Size([3, 2]), (np.int64(3), torch.tensor(2))):
+        assert torch.equal(softseg.soft_downsample(LAB, size, 4), expected)
+
+
+@pytest.mark.parametrize("C", [5.0, True, "5", None])
+def test_error_num_classes_must_be_an_int(C):
+    with pytest.raises(TypeError, match=r"num_classes must be an int"):
+        softseg.soft_downsample(LAB, (3, 3), C)
+    with pytest.raises(TypeError, match=r"num_classes must be an int"):
+        R.soft_downsample_reference(LAB, (3, 3), C)
+
+
+def test_error_box_absurdly_larger_than_input_and_output():
+    lab = torch.zeros(8, 8, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"crop box height 1e\+09 is over 64 times"):
+        softseg.soft_resized_crop(lab, 0, 0, 1e9, 8, 4, 5)  # would need > 22 GB of filter taps
+    with pytest.raises(ValueError, match=r"crop box width .* over 64 times"):
+        softseg.resized_crop_image(torch.zeros(1, 8, 8), 0, 0, 8, 1e7, 4)
+    with pytest.raises(ValueError, match=r"over 64 times"):
+        R.soft_resized_crop_reference(lab, 0, 0, 8, 1e6, 4, 5)
+    # up to the bound a box is fine, and the part outside the map carries no mass
+    soft = softseg.soft_resized_crop(lab, 0, 0, 64 * 8, 8, (4, 4), 5, kernel="area")
+    assert soft.shape == (5, 4, 4) and float(soft[:, 1:].sum()) == 0.0
+
+
+@pytest.mark.parametrize("box", [(float("nan"), 0, 4, 4), (0, float("-inf"), 4, 4),
+                                 (0, 0, float("inf"), 4)])  # fmt: skip
+def test_error_non_finite_box(box):
+    with pytest.raises(ValueError, match=r"(finite|over 64 times)"):
+        softseg.soft_resized_crop(LAB, *box, (2, 2), 4)

@@ -141,18 +141,19 @@ def train(
     from .train.config import TrainConfig
     from .train.loop import train as run_training
 
-    cfg = TrainConfig(
-        out=out, dataset=dataset, root=root, train_split=train_split, val_split=val_split or None,
-        factor=factor, crop=_size(crop), labels=labels, image_kernel=image_kernel,
-        label_kernel=label_kernel, antialias=antialias, scale=tuple(scale), hflip=hflip,
-        jitter=jitter, topk=topk, arch=arch, encoder=encoder, epochs=epochs,
-        batch_size=batch_size, lr=lr, weight_decay=weight_decay, optimizer=optimizer,
-        schedule=schedule, warmup_epochs=warmup_epochs, label_smoothing=label_smoothing,
-        class_weights=_none(class_weights), weight_mode=weight_mode, seed=seed, workers=workers,
-        device=device, amp=amp, compile=compile, deterministic=deterministic,
-        eval_every=eval_every, limit_train=limit_train, limit_val=limit_val,
-    )  # fmt: skip
     try:
+        cfg = TrainConfig(
+            out=out, dataset=dataset, root=root, train_split=train_split,
+            val_split=val_split or None, factor=factor, crop=_size(crop), labels=labels,
+            image_kernel=image_kernel, label_kernel=label_kernel, antialias=antialias,
+            scale=tuple(scale), hflip=hflip, jitter=jitter, topk=topk, arch=arch, encoder=encoder,
+            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs,
+            label_smoothing=label_smoothing, class_weights=_none(class_weights),
+            weight_mode=weight_mode, seed=seed, workers=workers, device=device, amp=amp,
+            compile=compile, deterministic=deterministic, eval_every=eval_every,
+            limit_train=limit_train, limit_val=limit_val,
+        )  # fmt: skip
         record = run_training(cfg, resume=resume)
     except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as err:
         _fail(err)
@@ -164,12 +165,21 @@ def _none(value: str) -> str | None:
     return None if value.lower() == "none" else value
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"  # None: a class absent from the labels
+
+
 def _print_table(result: dict) -> None:
     typer.echo(f"{'class':<20}{'IoU %':>8}")
     for name, iou in (result.get("per_class") or {}).items():
-        typer.echo(f"{name:<20}{'-' if iou is None else f'{iou:.2f}':>8}")
-    typer.echo(f"{'mIoU':<20}{result['miou']:>8.2f}")
-    typer.echo(f"{'pixel accuracy':<20}{result['pixel_acc']:>8.2f}")
+        typer.echo(f"{name:<20}{_percent(iou):>8}")
+    typer.echo(f"{'mIoU':<20}{_percent(result['miou']):>8}")
+    typer.echo(f"{'pixel accuracy':<20}{_percent(result['pixel_acc']):>8}")
+    if result["pixel_acc"] is None:
+        typer.secho(
+            "warning: no labelled pixel in these images: every score is absent (null)",
+            fg=typer.colors.YELLOW, err=True,
+        )  # fmt: skip
 
 
 @app.command(
@@ -279,35 +289,45 @@ def compare(
     from dataclasses import asdict
 
     from .data import build_dataset
-    from .study.cell import CELL_CONFIG_FIELDS, method_options, train_cell
+    from .study.cell import CELL_CONFIG_FIELDS, check_grid, train_cell
     from .study.figures import labels_and_predictions_figure, trained_factors
     from .study.grid import check_settings, grid, load_results, run_grid
     from .study.plots import plot_class_gains, plot_miou_vs_compute, plot_miou_vs_factor
     from .study.stats import summarize
-    from .train.config import TrainConfig
+    from .train.config import CHECKPOINT, TrainConfig, same_path
 
-    base = TrainConfig(
-        dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
-        batch_size=batch_size, lr=lr, scale=tuple(scale), image_kernel=image_kernel,
-        class_weights=_none(class_weights), weight_mode=weight_mode, workers=workers,
-        device=device, train_split=train_split, val_split=None, limit_train=limit_train,
-    )  # fmt: skip
-    methods_ = _split(methods, str, "--methods")
-    cells = grid(methods_, _split(factors, float, "--factors"), _split(seeds, int, "--seeds"))
-    # every setting but where it runs and what each cell sets: cells of one grid must be comparable
-    shared = {k: v for k, v in asdict(base).items() if k not in ("workers", "device")}
-    try:
-        for method in methods_:  # unknown names fail here, before anything is written
-            method_options(method)
-        check_settings(
-            out, {**shared, "max_pixels": max_pixels, "eval_split": eval_split},
+    try:  # everything is checked before anything is written or trained
+        base = TrainConfig(
+            dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
+            batch_size=batch_size, lr=lr, scale=tuple(scale), image_kernel=image_kernel,
+            class_weights=_none(class_weights), weight_mode=weight_mode, workers=workers,
+            device=device, train_split=train_split, val_split=None, limit_train=limit_train,
+        )  # fmt: skip
+        cells = grid(
+            _split(methods, str, "--methods"), _split(factors, float, "--factors"),
+            _split(seeds, int, "--seeds"),
+        )  # fmt: skip
+        # every setting but where it runs and what each cell sets: cells must be comparable
+        shared = {k: v for k, v in asdict(base).items() if k not in ("workers", "device")}
+        settings = dict(
+            out_dir=out, settings={**shared, "max_pixels": max_pixels, "eval_split": eval_split},
             defaults=asdict(TrainConfig.from_dict({})),  # what a grid that lacks a key meant
-            per_cell=CELL_CONFIG_FIELDS,
+            per_cell=CELL_CONFIG_FIELDS, same={"root": same_path},
         )  # fmt: skip
-        run_grid(
-            cells, out,
-            lambda c, d: train_cell(base, c, d, eval_split=eval_split, max_pixels=max_pixels),
-        )  # fmt: skip
+        check_settings(**settings, record=False)
+        check_grid(base, cells, eval_split=eval_split, max_pixels=max_pixels)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+
+    def run_cell(cell, cell_dir: Path) -> dict:
+        try:
+            return train_cell(base, cell, cell_dir, eval_split=eval_split, max_pixels=max_pixels)
+        finally:  # recorded once a cell has trained an epoch: a call that fails at once leaves none
+            if (cell_dir / "run" / CHECKPOINT).exists():
+                check_settings(**settings)
+
+    try:
+        run_grid(cells, out, run_cell)
     except (ValueError, RuntimeError) as err:
         _fail(err)
     everything = load_results(out)  # also cells of earlier calls into the same directory
@@ -344,14 +364,14 @@ def retention(
     from .study.plots import plot_retention
     from .study.retention import dataset_retention, retention_table
 
+    table = {}
     try:
         ds = build_dataset(dataset, root, split)
+        for f in _split(factors, float, "--factors"):
+            table = dataset_retention(ds, f, limit=limit)
+            typer.echo(f"factor {f:g}:\n{retention_table(table, ds.info.classes)}\n")
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
-    table = {}
-    for f in _split(factors, float, "--factors"):
-        table = dataset_retention(ds, f, limit=limit)
-        typer.echo(f"factor {f:g}:\n{retention_table(table, ds.info.classes)}\n")
     if png:
         typer.echo(f"wrote {plot_retention(table, ds.info.classes, png)}")
 

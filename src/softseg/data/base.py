@@ -147,11 +147,39 @@ def _open(path: Path) -> Image.Image:
 
 
 def load_image(path: str | Path) -> torch.Tensor:
-    """Read any PIL-readable image as an RGB ``uint8`` tensor ``(3, H, W)``."""
-    img = _open(Path(path))
+    """Read any PIL-readable image as an RGB ``uint8`` tensor ``(3, H, W)``.
+
+    Images of more than 8 bits per channel are scaled to 8 bits (PIL already does so for 16-bit
+    colour; 16-bit grey ``I;16`` here, and 32-bit grey ``I`` holding values above 255 as 16-bit),
+    never clipped. Floating-point images (mode ``F``) are refused: their range is unknown.
+    """
+    path = Path(path)
+    img = _open(path)
+    if img.mode in _WIDE_GREY_MODES or img.mode == "F":
+        grey = _grey_to_bytes(np.asarray(img), img.mode, path)
+        return torch.from_numpy(grey).expand(3, -1, -1).contiguous()
     if img.mode != "RGB":
         img = img.convert("RGB")
     return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
+
+
+_WIDE_GREY_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+
+
+def _grey_to_bytes(arr: np.ndarray, mode: str, path: Path) -> np.ndarray:
+    """A grey image of more than 8 bits as ``uint8`` ``(H, W)``: 16-bit values scaled by 255/65535
+    (a mode ``I`` image whose values all fit a byte is taken as it is)."""
+    if mode == "F":
+        raise ValueError(
+            f"image file {path} holds floating-point pixels (PIL mode 'F'), whose range cannot be "
+            "told; save it as an 8- or 16-bit image"
+        )
+    lo, hi = (int(arr.min()), int(arr.max())) if arr.size else (0, 0)
+    if lo < 0 or hi > 65535:
+        raise ValueError(f"image file {path} holds grey values {lo}..{hi}; expected 8 or 16 bits")
+    if mode == "I" and hi <= 255:
+        return arr.astype(np.uint8)
+    return np.rint(arr.astype(np.float64) * (255.0 / 65535.0)).astype(np.uint8)
 
 
 # Modes holding one value per pixel. "P" is palette-indexed: the stored index is the label value.
@@ -300,23 +328,66 @@ def existing_dir(path: Path, what: str, layout: str = "") -> Path:
     return path
 
 
+def _any_case(pattern: str) -> str:
+    """A glob pattern matching ``pattern``'s letters in either case: ``"*.png"`` -> ``"*.[pP][nN][gG]"``.
+
+    >>> _any_case("*_a1.png")
+    '*_[aA]1.[pP][nN][gG]'
+    """
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in pattern)
+
+
 def glob_nonempty(directory: Path, pattern: str) -> list[Path]:
-    """Files under ``directory`` matching ``pattern``, sorted; an empty result is an error."""
-    found = sorted(p for p in directory.glob(pattern) if p.is_file())
+    """Files under ``directory`` matching ``pattern`` in any letter case (``*.png`` also finds
+    ``*.PNG``), sorted; an empty result is an error."""
+    found = sorted(p for p in directory.glob(_any_case(pattern)) if p.is_file())
     if not found:
         raise FileNotFoundError(f"empty split: no files matching {pattern!r} under {directory}")
     return found
 
 
+def _in_any_case(path: Path) -> Path:
+    """``path``, or the one file of its directory whose name differs from it only in case."""
+    same = [] if path.is_file() else list(path.parent.glob(_any_case(path.name)))
+    return same[0] if len(same) == 1 else path
+
+
 def pair_with(images: list[Path], label_for: Callable[[Path], Path]) -> list[tuple[Path, Path]]:
-    """Pair each image with its label; a missing label is an error naming both files."""
+    """Pair each image with its label (its name matched in any letter case).
+
+    A missing label is an error naming both files. So is a label without an image, where labels
+    are named after their images (``<stem>.<suffix>``): it means images went missing, and the
+    split would silently shrink.
+    """
     pairs = []
     for image in images:
-        label = label_for(image)
+        label = _in_any_case(label_for(image))
         if not label.is_file():
             raise FileNotFoundError(f"image {image} has no label file: expected {label}")
         pairs.append((image, label))
+    _refuse_orphans(pairs)
     return pairs
+
+
+def _refuse_orphans(pairs: list[tuple[Path, Path]]) -> None:
+    """Refuse labels that share a directory and suffix with paired ones but have no image."""
+    if not pairs or any(image.stem != label.stem for image, label in pairs):
+        return  # labels not named by their image (Cityscapes): nothing tells an orphan apart
+    used: dict[Path, set[str]] = {}
+    for _, label in pairs:
+        used.setdefault(label.parent, set()).add(label.name)
+    suffix = pairs[0][1].suffix
+    for directory, names in used.items():
+        orphans = sorted(
+            p.name for p in directory.glob(_any_case("*" + suffix))
+            if p.name not in names and p.is_file()
+        )  # fmt: skip
+        if orphans:
+            shown = ", ".join(orphans[:10]) + (", ..." if len(orphans) > 10 else "")
+            raise FileNotFoundError(
+                f"{len(orphans)} label file(s) without an image in {directory}: {shown}; restore "
+                "their images or remove them (the split would otherwise silently lose these frames)"
+            )
 
 
 def resolve_split(

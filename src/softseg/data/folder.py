@@ -93,7 +93,7 @@ def _images_by_stem(image_dir: Path) -> dict[str, Path]:
 def _pair_by_stem(image_dir: Path, mask_dir: Path) -> list[tuple[Path, Path]]:
     """Every image with the mask of the same stem; a missing mask or image is an error."""
     images = _images_by_stem(image_dir)
-    masks = {p.stem: p for p in mask_dir.glob("*.png")}
+    masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() == ".png"}
     missing = sorted(set(images) - set(masks))
     if missing:
         raise FileNotFoundError(

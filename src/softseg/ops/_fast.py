@@ -272,3 +272,131 @@ def soft_from_codes(
         b = summed.shape[0] // n
         out[:, :, i0 : i0 + b] = summed.view(n, b, k, w)[:, :, :num_classes].transpose(1, 2)
     return out.transpose(2, 3).contiguous() if transpose else out
+
+
+# --------------------------------------------------------------------------- batches
+# Every sample of a batch has its own box (and maybe its own map size), hence its own bands. They
+# are padded to common widths with zero weights, so both passes run on all samples at once. The
+# host builds and blocks the tables (softseg.ops.batch); here is only the device work.
+@dataclass(frozen=True)
+class BatchBand:
+    """One axis of a batch of boxes in both forms the passes need (numpy, on the host).
+
+    ``used`` ``(N, n_used)``: the inputs each sample reads, ascending, padded by repeating its
+    last; ``counts`` ``(N,)``: how many are real. Output-centric form, ``position``/``weight``
+    ``(N, n_out, taps)``: output ``i`` of sample ``n`` adds ``weight[n, i, k]`` times input
+    ``used[n, position[n, i, k]]`` (dead taps weigh 0 and point at a live tap of their row, so a
+    block of outputs spans only the inputs it reads). Input-centric form, ``target``/``spread``
+    ``(N, phases, n_used)``: in phase ``t``, used input ``u`` gives ``spread[n, t, u]`` to output
+    ``target[n, t, u]``.
+    """
+
+    used: np.ndarray
+    counts: np.ndarray
+    position: np.ndarray
+    weight: np.ndarray
+    target: np.ndarray
+    spread: np.ndarray
+
+    @property
+    def n_out(self) -> int:
+        return self.position.shape[1]
+
+    @property
+    def taps(self) -> int:
+        return self.position.shape[2]
+
+
+def _codes_of(taps: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
+    """Gathered, checked labels as int64 channel numbers, the ignore value as ``num_classes``."""
+    codes = taps.long()
+    if ignore_index is None:
+        return codes
+    if ignore_index >= num_classes:  # checked labels: the ignore value is the only one this high
+        return codes.clamp_(max=num_classes)
+    return codes.masked_fill_(codes == ignore_index, num_classes)
+
+
+def _to_device(arrays: list[np.ndarray], dev: torch.device, dtype: torch.dtype):
+    """The arrays as tensors on ``dev`` through one copy. A GPU gets it from pinned memory without
+    blocking, so the tables travel together and nothing waits for the device."""
+    host = torch.from_numpy(np.concatenate([a.reshape(-1) for a in arrays])).to(dtype)
+    flat = host.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else host
+    parts = flat.split([a.size for a in arrays])
+    return [t.view(a.shape) for t, a in zip(parts, arrays, strict=True)]
+
+
+def _batch_first_pass(rows_of, rows, cols, target, spread, num_classes, ignore_index, w):
+    """Partial sums ``(M, R, (C + 1) * w)`` of ``M`` chunks: the label rows ``rows`` ``(M, R)``
+    of ``rows_of`` (flat ``(N * H, W)``) at the used columns ``cols`` ``(M, U)``, each pixel's
+    weights added into the channel its label names, phase by phase."""
+    m, r, u = rows.shape[0], rows.shape[1], cols.shape[1]
+    # whole rows first (plain copies), then the used columns: far cheaper than one gather through
+    # broadcast indices
+    part = rows_of.index_select(0, rows.view(-1)).view(m, r, rows_of.shape[1])
+    flat = _codes_of(part.gather(2, cols.unsqueeze(1).expand(m, r, u)), num_classes, ignore_index)
+    flat.mul_(w)
+    acc = torch.zeros(m, r, (num_classes + 1) * w, dtype=torch.float32, device=rows_of.device)
+    previous = 0
+    for t in range(target.shape[1]):
+        flat += (target[:, t] - previous).unsqueeze(1)
+        previous = target[:, t]
+        acc.scatter_add_(2, flat, spread[:, t].unsqueeze(1).expand(m, r, u))
+    return acc
+
+
+@dataclass(frozen=True)
+class BatchBlock:
+    """One block of a batch's work: ``M`` chunks of ``R`` consecutive used input rows (host tables).
+
+    ``samples`` ``(M,)``: each chunk's sample; ``rows`` ``(M, R)``: its rows in the flat
+    ``(N * H, W)`` map; ``bags``/``weights`` ``(B, taps)``: per output row the block completes,
+    its rows among the block's ``M * R`` partial sums and their weights; ``spans``: per chunk, the
+    ``(sample, first, end)`` of those output rows, in bag order; ``n_cols``: used columns of the
+    block's widest sample.
+    """
+
+    samples: np.ndarray
+    rows: np.ndarray
+    bags: np.ndarray
+    weights: np.ndarray
+    spans: tuple[tuple[int, int, int], ...]
+    n_cols: int
+
+
+def soft_from_batch_blocks(
+    labels: torch.Tensor,
+    blocks: list[BatchBlock],
+    bx: BatchBand,
+    out: torch.Tensor,
+    ignore_index: int | None,
+) -> torch.Tensor:
+    """Fill ``out`` (``(N, C, h, w)``, or any view of that shape) with the soft labels of checked
+    ``labels`` ``(N, H, W)``: per block, pass 1 adds the pixels of its chunks into
+    ``(M, R, C + 1, w)`` partial sums along ``bx``, pass 2 sums those rows per output row (one
+    ``embedding_bag``) and copies the rows it completes into place, a slice per chunk. Every
+    table is copied to the device up front; the loop queues work without reading anything back."""
+    num_classes, w, dev = out.shape[1], bx.n_out, labels.device
+    c0, c1 = int(bx.used.min()), int(bx.used.max()) + 1  # the columns any sample reads
+    rows_of = labels.flatten(0, 1)[:, c0:c1]
+    ints = [bx.used - c0, bx.target] + [a for b in blocks for a in (b.samples, b.rows, b.bags)]
+    cols, target, *tables = _to_device(ints, dev, torch.int64)
+    spread, *weights = _to_device([bx.spread] + [b.weights for b in blocks], dev, torch.float32)
+    for i, block in enumerate(blocks):
+        samples, rows, bags = tables[3 * i : 3 * i + 3]
+        u = block.n_cols
+        acc = _batch_first_pass(
+            rows_of, rows, cols.index_select(0, samples)[:, :u],
+            target.index_select(0, samples)[:, :, :u], spread.index_select(0, samples)[:, :, :u],
+            num_classes, ignore_index, w,
+        )  # fmt: skip
+        summed = torch.nn.functional.embedding_bag(
+            bags, acc.view(-1, acc.shape[2]), per_sample_weights=weights[i], mode="sum"
+        )
+        summed = summed.view(-1, num_classes + 1, w)[:, :num_classes]
+        start = 0
+        # plain slice copies: an indexed write is far slower
+        for n, i0, i1 in block.spans:
+            out[n, :, i0:i1] = summed[start : start + i1 - i0].transpose(0, 1)
+            start += i1 - i0
+    return out

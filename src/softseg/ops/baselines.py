@@ -29,7 +29,8 @@ def nearest_resized_crop(
     """Nearest-neighbour labels of a crop box, on the grid of :func:`softseg.soft_resized_crop`.
 
     ``convention="torch"`` picks ``floor(i * scale)`` like ``F.interpolate(mode="nearest")``;
-    ``"pil"`` picks ``floor((i + 0.5) * scale)`` like ``Image.resize(resample=NEAREST)``. Output
+    ``"pil"`` picks ``floor((i + 0.5) * scale)`` like ``Image.resize(resample=NEAREST)``;
+    ``"cv2"`` picks ``floor(i * scale)`` in OpenCV's arithmetic, like ``cv2.INTER_NEAREST``. Output
     pixels that fall on padding outside the image get ``ignore_index``.
 
     >>> import torch

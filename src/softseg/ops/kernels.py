@@ -16,6 +16,12 @@ and with ``antialias=True`` the widened filters torch borrowed from PIL (bicubic
 ``"pil"`` reproduces ``PIL.Image.resize`` on mode ``F`` images: ``nearest`` (``floor((i + 0.5) * scale)``),
 ``box``, ``bilinear``, ``hamming``, ``bicubic`` (a = -0.5) and ``lanczos`` (a = 3), always antialiased.
 
+``"cv2"`` reproduces ``cv2.resize`` on float32 images: ``nearest`` (``INTER_NEAREST``,
+``floor(i * scale)``), ``area`` (``INTER_AREA``: coverage averages when no axis enlarges, OpenCV's
+two-tap rule on both axes otherwise), ``bilinear``, ``bicubic`` (a = -0.75) and ``lanczos``
+(``INTER_LANCZOS4``, a = 4), which never antialias and replicate the border (the rules are listed in
+the private ``_opencv`` module).
+
 Crop boxes and padding
 ----------------------
 A box ``[start, start + length)`` (fractional allowed) sets the sampling grid: output pixel ``i`` is
@@ -29,12 +35,14 @@ images as a fill value.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
 import torch
+
+from ._filters import FILTERS
+from ._opencv import cv2_bands
 
 __all__ = [
     "KERNELS",
@@ -45,10 +53,11 @@ __all__ = [
     "axis_weights",
 ]
 
-Convention = Literal["torch", "pil"]
+Convention = Literal["torch", "pil", "cv2"]
 KERNELS: dict[Convention, tuple[str, ...]] = {
     "torch": ("nearest", "area", "box", "bilinear", "bicubic"),
     "pil": ("nearest", "area", "box", "bilinear", "hamming", "bicubic", "lanczos"),
+    "cv2": ("nearest", "area", "box", "bilinear", "bicubic", "lanczos"),
 }
 #: Kernels whose negative lobes can push a resampled one-hot outside [0, 1].
 NEGATIVE_LOBE_KERNELS = frozenset({"bicubic", "lanczos"})
@@ -64,14 +73,22 @@ class Resampler:
         kernel: one of ``KERNELS[convention]``. ``"area"`` and ``"box"`` are one filter (torch's
             adaptive average pooling, PIL's box); it is stored as ``"box"``.
         antialias: widen ``bilinear``/``bicubic`` when down-sampling (``convention="torch"``; PIL
-            always antialiases and ignores this, as ``nearest`` and ``box`` do).
-        align_corners: torch's ``align_corners`` for ``bilinear``/``bicubic`` without antialias.
-        convention: ``"torch"`` (``F.interpolate``) or ``"pil"`` (``PIL.Image.resize``).
+            always antialiases and ignores this, as ``nearest`` and ``box`` do). OpenCV never
+            antialiases its interpolating kernels, so with ``convention="cv2"`` only ``area`` admits
+            ``True``: ``INTER_AREA`` itself; ``False`` there is INTER_AREA's enlarging rule on
+            every axis. ``None``: the convention's default (``True``; for ``"cv2"``, ``True`` for
+            ``area`` only).
+        align_corners: torch's ``align_corners`` for ``bilinear``/``bicubic`` without antialias
+            (``convention="cv2"`` has none: it must stay ``False``).
+        convention: ``"torch"`` (``F.interpolate``), ``"pil"`` (``PIL.Image.resize``) or ``"cv2"``
+            (``cv2.resize`` on float32 images).
 
     >>> Resampler("area")
     Resampler(kernel='box', antialias=True, align_corners=False, convention='torch')
     >>> Resampler("lanczos", convention="pil").negative_lobes
     True
+    >>> Resampler("bicubic", convention="cv2").antialias
+    False
     >>> Resampler("lanczos")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
@@ -79,7 +96,7 @@ class Resampler:
     """
 
     kernel: str = "bilinear"
-    antialias: bool = True
+    antialias: bool | None = None
     align_corners: bool = False
     convention: Convention = "torch"
 
@@ -93,12 +110,47 @@ class Resampler:
                 f"kernel {self.kernel!r} is not available with convention={self.convention!r}; "
                 f"expected one of {KERNELS[self.convention]}"
             )
+        kernel = _ALIASES.get(self.kernel, self.kernel)
+        if self.antialias is None:
+            object.__setattr__(self, "antialias", self.convention != "cv2" or kernel == "box")
         for name in ("antialias", "align_corners"):
             value = getattr(self, name)
             if not isinstance(value, bool | np.bool_):
                 raise TypeError(f"{name} must be a bool, got {value!r}")
             object.__setattr__(self, name, bool(value))
-        object.__setattr__(self, "kernel", _ALIASES.get(self.kernel, self.kernel))
+        object.__setattr__(self, "kernel", kernel)
+        if self.convention == "cv2":
+            self._check_cv2()
+
+    def _check_cv2(self) -> None:
+        if self.align_corners:
+            raise ValueError(
+                "align_corners=True has no meaning with convention='cv2': cv2.resize always "
+                "samples pixel centres (align_corners=False)"
+            )
+        if self.antialias and self.kernel != "box":
+            raise ValueError(
+                f"antialias=True is not available for kernel {self.kernel!r} with "
+                "convention='cv2': cv2.resize never antialiases INTER_NEAREST, INTER_LINEAR, "
+                "INTER_CUBIC or INTER_LANCZOS4; pass antialias=False (the cv2 default) or shrink "
+                "with kernel='area' (INTER_AREA)"
+            )
+
+    def for_resize(self, in_hw: tuple[float, float], out_hw: tuple[int, int]) -> Resampler:
+        """The resampler both axes use when a box of ``in_hw`` pixels becomes ``out_hw``.
+
+        Itself, except OpenCV's ``INTER_AREA``: when either axis enlarges, cv2 switches *both*
+        axes to its enlarging rule (``antialias=False``), so an axis alone cannot tell.
+
+        >>> Resampler("area", convention="cv2").for_resize((8, 8), (4, 16)).antialias
+        False
+        >>> Resampler("area", convention="cv2").for_resize((8, 8), (4, 8)).antialias
+        True
+        """
+        cv2_area = self.convention == "cv2" and self.kernel == "box" and self.antialias
+        if cv2_area and any(o > i for i, o in zip(in_hw, out_hw, strict=True)):
+            return replace(self, antialias=False)
+        return self
 
     @property
     def negative_lobes(self) -> bool:
@@ -177,54 +229,6 @@ class AxisWeights:
         return dense.scatter_add_(1, self.index, self.weight)
 
 
-# --------------------------------------------------------------------------- continuous filters
-def _triangle(x: np.ndarray) -> np.ndarray:
-    return np.clip(1.0 - np.abs(x), 0.0, None)
-
-
-def _box(x: np.ndarray) -> np.ndarray:
-    # PIL's box is half-open on the left: a pixel centre exactly on the edge belongs to the right.
-    return ((x > -0.5) & (x <= 0.5)).astype(np.float64)
-
-
-def _cubic(a: float) -> Callable[[np.ndarray], np.ndarray]:
-    def f(x: np.ndarray) -> np.ndarray:
-        x = np.abs(x)
-        near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-        far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
-        return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
-
-    return f
-
-
-def _hamming(x: np.ndarray) -> np.ndarray:
-    x = np.abs(x)
-    px = np.pi * x
-    with np.errstate(invalid="ignore", divide="ignore"):
-        w = np.sin(px) / px * (0.54 + 0.46 * np.cos(px))
-    return np.where(x == 0.0, 1.0, np.where(x >= 1.0, 0.0, w))
-
-
-def _sinc(x: np.ndarray) -> np.ndarray:
-    px = np.pi * x
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(x == 0.0, 1.0, np.sin(px) / px)
-
-
-def _lanczos(x: np.ndarray) -> np.ndarray:
-    return np.where((x >= -3.0) & (x < 3.0), _sinc(x) * _sinc(x / 3.0), 0.0)
-
-
-# name -> (filter, support in input pixels at scale 1)
-_FILTERS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float]] = {
-    "box": (_box, 0.5),
-    "bilinear": (_triangle, 1.0),
-    "hamming": (_hamming, 1.0),
-    "bicubic": (_cubic(-0.5), 2.0),
-    "lanczos": (_lanczos, 3.0),
-}
-
-
 # --------------------------------------------------------------------------- band construction
 def _band(lo_tap: np.ndarray, weights: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Stack per-tap columns ``(lo_tap + k, weights[k])`` into ``(n_out, taps)`` arrays."""
@@ -238,7 +242,7 @@ def _filtered(center: np.ndarray, scale: float, name: str, lo: int, hi: int, str
 
     ``stretch``: widen the filter by the scale factor when down-sampling (antialiasing).
     """
-    fn, support = _FILTERS[name]
+    fn, support = FILTERS[name]
     dtype = center.dtype.type  # float32 for torch (its float kernels), float64 for PIL
     filterscale = dtype(max(scale, 1.0) if stretch else 1.0)
     support = dtype(support) * filterscale
@@ -337,6 +341,8 @@ def _pil_bands(kernel: str, n_out: int, start: float, length: float, lo: int, hi
 
 
 def _bands(rs: Resampler, n_out: int, start: float, length: float, lo: int, hi: int):
+    if rs.convention == "cv2":
+        return cv2_bands(rs.kernel, rs.antialias, n_out, start, length, hi)
     if rs.convention == "pil":
         return _pil_bands(rs.kernel, n_out, start, length, lo, hi)
     if rs.kernel == "nearest":

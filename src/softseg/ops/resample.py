@@ -20,6 +20,8 @@ resampler is given as :class:`~softseg.ops.kernels.Resampler` or as its loose ke
 
 from __future__ import annotations
 
+import math
+import operator
 from collections.abc import Sequence
 
 import numpy as np
@@ -43,19 +45,59 @@ Box = tuple[float, float, float, float]
 
 
 # --------------------------------------------------------------------------- argument checking
+#: How many times the larger of its input and output sides a box side may span: beyond, a box is a
+#: mistake whose filter taps (as many as the box is long) would take gigabytes.
+MAX_BOX_RATIO = 64
+
+
+def _is_index(value: object) -> bool:
+    """An integer (also numpy's and 0-d integer tensors), but not a bool or a float."""
+    try:
+        return not isinstance(value, (bool, np.bool_)) and operator.index(value) is not None
+    except TypeError:
+        return False
+
+
 def _pair(size: Size, what: str = "size") -> tuple[int, int]:
-    if isinstance(size, int):
-        size = (size, size)
-    size = tuple(int(s) for s in size)
-    if len(size) != 2 or min(size) <= 0:
-        raise ValueError(f"{what} must be a positive int or (height, width), got {size!r}")
-    return size  # type: ignore[return-value]
+    items = (size, size) if _is_index(size) else size
+    try:
+        items = tuple(items)
+    except TypeError:
+        items = ()
+    if len(items) != 2 or not all(_is_index(s) for s in items):
+        raise TypeError(f"{what} must be an int or a pair (height, width) of ints, got {size!r}")
+    items = tuple(operator.index(s) for s in items)
+    if min(items) <= 0:
+        raise ValueError(f"{what} must be a positive int or (height, width), got {items!r}")
+    return items  # type: ignore[return-value]
 
 
 def _check_box(top, left, height, width) -> Box:
     if not (height > 0 and width > 0):
         raise ValueError(f"crop box must have positive height and width, got ({height}, {width})")
-    return float(top), float(left), float(height), float(width)
+    box = float(top), float(left), float(height), float(width)
+    if not all(math.isfinite(v) for v in box):
+        raise ValueError(f"crop box (top, left, height, width) must be finite, got {box}")
+    return box
+
+
+def _check_extent(shape_hw: tuple[int, int], box: Box, size: tuple[int, int]) -> None:
+    """Refuse a box side over ``MAX_BOX_RATIO`` times the larger of its input and output side."""
+    for axis, n_in, length, n_out in (("height", shape_hw[0], box[2], size[0]),
+                                      ("width", shape_hw[1], box[3], size[1])):  # fmt: skip
+        limit = MAX_BOX_RATIO * max(n_in, n_out)
+        if length > limit:
+            raise ValueError(
+                f"crop box {axis} {length:g} is over {MAX_BOX_RATIO} times the larger of the input "
+                f"({n_in}) and output ({n_out}) {axis}s; such a box is a mistake, and its filter "
+                "would need memory in proportion to it"
+            )
+
+
+def _check_num_classes(num_classes: object) -> int:
+    if not _is_index(num_classes):
+        raise TypeError(f"num_classes must be an int, got {num_classes!r}")
+    return operator.index(num_classes)
 
 
 def _codes(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
@@ -73,7 +115,9 @@ def _codes(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> 
 
 def _plans(shape_hw, box: Box, size, rs: Resampler) -> tuple[_fast.AxisPlan, _fast.AxisPlan]:
     """The cached row and column plans of a box; ``.axis`` is the plain :class:`AxisWeights`."""
+    _check_extent(tuple(shape_hw), box, size)
     (H, W), (top, left, height, width), (h, w) = shape_hw, box, size
+    rs = rs.for_resize((height, width), (h, w))  # cv2's INTER_AREA picks its rule on both axes
     return _fast.axis_plan(H, h, rs, top, height), _fast.axis_plan(W, w, rs, left, width)
 
 
@@ -83,6 +127,7 @@ def _soft_labels(
     """:func:`soft_resized_crop` with the resampler resolved and the fast path's settings."""
     labels = as_label_tensor(labels)
     size, box = _pair(size), _check_box(*box)
+    num_classes = _check_num_classes(num_classes)
     codes = _codes(labels, num_classes, ignore_index)
     batched = codes.dim() == 3
     codes = codes if batched else codes.unsqueeze(0)
@@ -163,7 +208,9 @@ def soft_downsample(
     With ``convention="torch"`` this equals ``F.interpolate(one_hot(labels), size, mode=kernel,
     antialias=antialias, align_corners=align_corners)`` (``area``/``box``: ``mode="area"``); with
     ``convention="pil"`` it equals ``PIL.Image.resize(size[::-1], resample=kernel)`` applied to each
-    class's indicator image in mode ``F``. See :func:`soft_resized_crop` for arguments and return value.
+    class's indicator image in mode ``F``, and with ``convention="cv2"`` ``cv2.resize`` (``INTER_*``
+    of the kernel's name, ``area``: ``INTER_AREA``) applied to each indicator in float32. See
+    :func:`soft_resized_crop` for arguments and return value.
 
     >>> import torch
     >>> labels = torch.tensor([[0, 1, 2, 255]])
@@ -215,11 +262,14 @@ def soft_resized_crop_reference(
     )  # fmt: skip
     labels = as_label_tensor(labels)
     size, box = _pair(size), _check_box(top, left, height, width)
+    num_classes = _check_num_classes(num_classes)
+    _check_extent(tuple(labels.shape[-2:]), box, size)
     codes = _codes(labels, num_classes, ignore_index).long()
     # the ignore code num_classes is an extra channel, dropped: ignored pixels weigh nothing
     onehot = torch.nn.functional.one_hot(codes, num_classes + 1)[..., :num_classes]
     onehot = onehot.movedim(-1, -3).to(torch.float64)
     (H, W), (h, w), (top, left, height, width) = labels.shape[-2:], size, box
+    rs = rs.for_resize((height, width), (h, w))
     wy = axis_weights(H, h, start=top, length=height, resampler=rs).to_dense(H)
     wx = axis_weights(W, w, start=left, length=width, resampler=rs).to_dense(W)
     soft = wy.to(labels.device) @ onehot @ wx.to(labels.device).T

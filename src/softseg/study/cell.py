@@ -14,21 +14,27 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ..ops.kernels import KERNELS
-from ..train.config import CHECKPOINT, TrainConfig
+from ..train.config import CHECKPOINT, TrainConfig, read_checkpoint
 from ..train.evaluate import build_model, evaluate_run
 from ..train.inputs import load_split
 from ..train.loop import train
 from ..train.models import required_divisor
 from .grid import Cell
 
-__all__ = ["CELL_CONFIG_FIELDS", "CELL_SCORES", "crop_for", "method_options", "train_cell"]
+__all__ = [
+    "CELL_CONFIG_FIELDS",
+    "CELL_SCORES",
+    "check_grid",
+    "crop_for",
+    "method_options",
+    "train_cell",
+]
 
 CELL_CONFIG_FIELDS = ("factor", "seed", "labels", "label_kernel", "crop", "out")
 """The :class:`TrainConfig` fields :func:`train_cell` sets for each cell; the grid shares the rest."""
@@ -82,6 +88,36 @@ def _cell_config(base: TrainConfig, cell: Cell, run_dir: Path, max_pixels: int |
     return cfg
 
 
+def check_grid(
+    base: TrainConfig, cells: Sequence[Cell], *, eval_split: str, max_pixels: int | None = None
+) -> None:
+    """Check, before any cell trains, what would otherwise fail only in a cell or after one
+    trained: every method name and cell config, the training and evaluation splits (present,
+    non-empty, their first frame readable, the same classes) and the model.
+
+    Raises:
+        ValueError: naming what is wrong (``FileNotFoundError`` for missing dataset files).
+    """
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, int)
+                                   or max_pixels < 1):  # fmt: skip
+        raise ValueError(f"`max_pixels` must be a positive integer (or None), got {max_pixels!r}")
+    for cell in cells:
+        replace(base, factor=cell.factor, seed=cell.seed, **method_options(cell.method))
+    train_ds = load_split(base, base.train_split, 1)
+    eval_ds = load_split(base, eval_split, 1)
+    for what, ds in (("training", train_ds), ("evaluation", eval_ds)):
+        ds[0]  # a label file the dataset cannot read fails here, not after training
+        if tuple(ds.info.classes) != tuple(train_ds.info.classes):
+            raise ValueError(
+                f"the {what} split {eval_split!r} names its classes {list(ds.info.classes)}, "
+                f"the training split {base.train_split!r} {list(train_ds.info.classes)}"
+            )
+    try:
+        build_model(base, train_ds.info.num_classes)
+    except (KeyError, RuntimeError, TypeError) as err:
+        raise ValueError(f"cannot build the model {base.arch}/{base.encoder}: {err}") from err
+
+
 def train_cell(
     base: TrainConfig,
     cell: Cell,
@@ -100,7 +136,7 @@ def train_cell(
     cfg = _cell_config(base, cell, run_dir, max_pixels)
     train(cfg, resume=(run_dir / CHECKPOINT).exists(), progress=progress)
     scores = evaluate_run(run_dir, split=eval_split, progress=progress)
-    history = torch.load(run_dir / CHECKPOINT, weights_only=True)["history"]
+    history = read_checkpoint(run_dir)["history"]
     epoch_times = [r["epoch_time_s"] for r in history]
     return {
         **{k: scores[k] for k in CELL_SCORES if k in scores},

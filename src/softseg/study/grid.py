@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, remove_stale_temps
 from .report import write_tables
 from .stats import CELL_FIELDS, factor_str
 
@@ -203,6 +203,9 @@ def check_settings(
     settings: Mapping[str, Any],
     defaults: Mapping[str, Any] | None = None,
     per_cell: Iterable[str] = (),
+    *,
+    record: bool = True,
+    same: Mapping[str, Callable[[Any, Any], bool]] | None = None,
 ) -> None:
     """Record the settings every cell of ``out_dir`` shares, or check them against the record.
 
@@ -212,6 +215,13 @@ def check_settings(
     Keys in ``per_cell`` (each cell sets its own) are neither recorded nor compared: records
     written before they were excluded carry placeholder values there.
 
+    Args:
+        record: write the settings when there is no record yet; ``False`` only checks, so that a
+            call whose cells all fail leaves no record behind (``softseg compare`` records once
+            a cell has trained).
+        same: per key, when two values count as equal although they differ (e.g. two spellings
+            of one dataset directory).
+
     Raises:
         ValueError: naming each setting that differs from the one on record.
     """
@@ -219,14 +229,17 @@ def check_settings(
     per_cell = set(per_cell)
     settings = _jsonable({k: v for k, v in settings.items() if k not in per_cell})
     if not path.exists():
-        atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
+        if record:
+            atomic_write_text(path, json.dumps(settings, indent=2, sort_keys=True) + "\n")
         return
     implied = {k: v for k, v in _jsonable(dict(defaults or {})).items() if k in settings}
     recorded = implied | {k: v for k, v in _read_json(path).items() if k not in per_cell}
+    equal = dict(same or {})
     diffs = [
         f"{k}={settings.get(k)!r} (recorded: {recorded.get(k)!r})"
         for k in sorted(set(settings) | set(recorded))
         if settings.get(k) != recorded.get(k)
+        and not (k in equal and equal[k](settings.get(k), recorded.get(k)))
     ]
     if diffs:
         raise ValueError(
@@ -294,6 +307,8 @@ def run_grid(
     _check_keys(cells)
     out_dir = Path(out_dir)
     paths = {c.key: out_dir / "cells" / c.key / RESULT_FILE for c in cells}
+    for directory in (out_dir, *(p.parent for p in paths.values())):
+        remove_stale_temps(directory)  # what a kill inside an atomic write left behind
     # load everything finished first, so tables written after the first new cell are complete
     done = {c.key: r for c in cells if (r := _load_finished(c, paths[c.key])) is not None}
     failed: list[tuple[Cell, str]] = []

@@ -6,6 +6,7 @@ its kernel, and the logits are up-sampled back to the label (:class:`Segmentatio
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..data import DatasetInfo
-from .config import CHECKPOINT, TrainConfig, read_config, read_dataset_info
+from .config import CHECKPOINT, CONFIG, TrainConfig, read_checkpoint, read_config, read_dataset_info
 from .inputs import load_split
 from .metrics import SegmentationMetrics
 from .models import create_model, pad_to_multiple, required_divisor
@@ -45,9 +46,10 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, divisor: int) -> tor
     h, w = x.shape[-2:]
     padded, _ = pad_to_multiple(x, divisor)
     logits = model(padded)
-    # logits may be smaller than the input (output stride > 1): crop the same fraction
-    lh = round(logits.shape[-2] * h / padded.shape[-2])
-    lw = round(logits.shape[-1] * w / padded.shape[-1])
+    # logits may be smaller than the input (output stride > 1): crop the same fraction, keeping
+    # at least one row and column (an input smaller than the stride still gets a prediction)
+    lh = max(1, round(logits.shape[-2] * h / padded.shape[-2]))
+    lw = max(1, round(logits.shape[-1] * w / padded.shape[-1]))
     return logits[..., :lh, :lw]
 
 
@@ -97,13 +99,15 @@ def load_run(
     its last checkpoint."""
     run_dir = Path(run_dir)
     cfg = read_config(run_dir)
-    if not (run_dir / CHECKPOINT).exists():
-        raise FileNotFoundError(
-            f"{run_dir / CHECKPOINT} not found: is {run_dir} a softseg run directory?"
-        )
-    state = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=True)
+    state = read_checkpoint(run_dir)
     model = build_model(cfg, int(state["num_classes"]))
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as err:  # the weights of another model than config.json names
+        raise ValueError(
+            f"the weights in {run_dir / CHECKPOINT} do not fit the {cfg.arch}/{cfg.encoder} model "
+            f"of {run_dir / CONFIG}: {err}"
+        ) from err
     return cfg, model.to(device).eval(), state
 
 
@@ -150,6 +154,10 @@ def evaluate_run(
     Returns :meth:`SegmentationMetrics.compute`'s scores plus ``run``, ``dataset``, ``split``,
     ``factor``, ``epoch`` (of the checkpoint) and ``labels`` (the run's label method).
     """
+    if factor is not None and not (
+        isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0
+    ):
+        raise ValueError(f"`factor` must be a positive number, got {factor!r}")
     dev = resolve_device(device)
     di = init_distributed(dev)
     cfg, model, state = load_run(run_dir, dev)

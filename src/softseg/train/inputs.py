@@ -29,7 +29,9 @@ __all__ = [
     "build_data",
     "class_weights",
     "default_crop",
+    "label_mass",
     "load_split",
+    "require_labels",
     "train_transform",
     "training_crop",
 ]
@@ -76,10 +78,37 @@ class FirstN(Dataset):
 
 def load_split(cfg: TrainConfig, split: str, limit: int | None = None) -> Dataset:
     """Split ``split`` of the run's dataset, its first ``limit`` samples when given; never empty."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"`limit` must be a positive number of images (or None), got {limit!r}")
     ds = build_dataset(cfg.dataset, cfg.root, split, **cfg.dataset_options)
     if len(ds) == 0:
         raise ValueError(f"split {split!r} of dataset {cfg.dataset!r} at {cfg.root} is empty")
-    return FirstN(ds, limit) if limit else ds
+    return ds if limit is None else FirstN(ds, limit)
+
+
+def label_mass(y: Any, ignore_index: int) -> torch.Tensor:
+    """The labelled mass of a batch's targets (soft, sparse top-k or class maps), on its device."""
+    if isinstance(y, (tuple, list)):
+        return y[1].sum().float()
+    if y.dtype.is_floating_point:
+        return y.sum().float()
+    return (y != ignore_index).sum().float()
+
+
+def require_labels(ds: Dataset, seen: float, split: str) -> None:
+    """Refuse training labels without a single labelled pixel: the loss would be 0 and nothing
+    learnt, silently. ``seen`` is the labelled mass of the batches so far; only when it is 0 are
+    the labels read (the random windows may have missed the few labelled pixels)."""
+    if seen > 0:
+        return
+    ignore = ds.info.ignore_index
+    if any(bool((ds[i][1] != ignore).any()) for i in range(len(ds))):
+        return
+    raise ValueError(
+        f"no labelled pixel in the {len(ds)} training images of split {split!r}: every label is "
+        f"the ignore value {ignore}, so the loss is 0 and nothing is learnt (is this the right "
+        "label folder, or the right dataset?)"
+    )
 
 
 def class_weights(cfg: TrainConfig, ds: Dataset, progress: bool) -> torch.Tensor | None:

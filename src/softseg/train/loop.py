@@ -25,21 +25,24 @@ import torch.distributed as dist
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_torch_save, atomic_write_text
+from ..atomic import atomic_torch_save, atomic_write_text, remove_stale_temps
 from ..data import DatasetInfo
 from .config import (
     CHECKPOINT,
     CONFIG,
     DATASET_INFO,
+    MAY_CHANGE_ON_RESUME,
     METRICS_LOG,
     TrainConfig,
     config_differences,
+    describe_differences,
+    read_checkpoint,
     read_config,
     write_config,
     write_dataset_info,
 )
 from .evaluate import build_model, evaluate_model
-from .inputs import TrainData, build_data, class_weights, load_split
+from .inputs import TrainData, build_data, class_weights, label_mass, load_split, require_labels
 from .losses import SoftCrossEntropy
 from .models import required_divisor
 from .runtime import (
@@ -74,13 +77,17 @@ def train(
 ) -> dict[str, Any]:
     """Train as ``cfg`` says; returns the last epoch's record (train loss, val scores, times).
 
-    ``resume`` continues ``cfg.out`` from its checkpoint; only ``epochs`` may differ from the saved
-    config (raising it extends a finished run, with the schedule stretched to the new length from
-    there on). ``stop_after_epoch`` ends the call early, as a kill after that epoch would.
+    ``resume`` continues ``cfg.out`` from its checkpoint; the config may differ from the saved
+    one only in ``MAY_CHANGE_ON_RESUME``: ``epochs`` (raising it extends a finished run, with the
+    schedule stretched to the new length from there on) and the settings of where and how fast
+    the run executes. ``stop_after_epoch`` ends the call early, as a kill after that epoch would.
 
     Raises:
         FileExistsError: ``cfg.out`` already holds a run and ``resume`` is False.
-        ValueError: options that do not fit (each message names the argument).
+        FileNotFoundError: ``resume`` where there is no run, or a dataset file is missing.
+        ValueError: options that do not fit (each message names the argument), a config that
+            differs from the saved one, a damaged checkpoint, or training labels without a single
+            labelled pixel.
         FloatingPointError: the loss became NaN or infinite (the last good checkpoint is kept).
     """
     with deterministic_algorithms(cfg.deterministic):
@@ -104,24 +111,36 @@ def setup_device(cfg: TrainConfig) -> tuple[torch.device, DistInfo]:
 
 
 def open_run(cfg: TrainConfig, resume: bool) -> dict[str, Any] | None:
-    """The checkpoint to continue from (``None``: a new run); refuses to overwrite a run, or to
-    resume one with a config that differs in more than ``epochs``."""
+    """The checkpoint to continue from (``None``: a new run).
+
+    Refuses to overwrite a run without ``resume``, to resume where there is no run, and to resume
+    with a config that differs in more than ``MAY_CHANGE_ON_RESUME`` (naming each field that
+    does, with both values). A run killed before its first checkpoint (``config.json`` only)
+    resumes from the start.
+    """
     out = Path(cfg.out)
+    has_config = (out / CONFIG).is_file()
     if not (out / CHECKPOINT).exists():
-        return None
-    if not resume:
+        if resume and not has_config:
+            raise FileNotFoundError(
+                f"nothing to resume in {out}: it holds no {CHECKPOINT} or {CONFIG}; "
+                "drop `resume=True` to start a new run there"
+            )
+        if not (resume and has_config):
+            return None
+    elif not resume:
         raise FileExistsError(
             f"{out} already holds a run ({CHECKPOINT}); pass `resume=True` to continue it "
             "or choose another `out`"
         )
     changed = config_differences(read_config(out), cfg)
     if changed:
-        shown = ", ".join(f"{k} (saved {a!r}, now {b!r})" for k, (a, b) in changed.items())
+        allowed = ", ".join(f"`{k}`" for k in sorted(MAY_CHANGE_ON_RESUME))
         raise ValueError(
-            f"`resume=True` with a config that differs from {out / CONFIG} in {shown}; "
-            "only `epochs` may change when resuming"
+            f"`resume=True` with a config that differs from {out / CONFIG} in "
+            f"{describe_differences(changed)}; a resumed run may change only {allowed}"
         )
-    return torch.load(out / CHECKPOINT, map_location="cpu", weights_only=True)
+    return read_checkpoint(out) if (out / CHECKPOINT).exists() else None
 
 
 def lr_factor(schedule: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -262,6 +281,7 @@ def _train_epoch(s: _Session, epoch: int) -> dict[str, Any]:
     s.net.train()
     t0 = time.perf_counter()
     loss_sum = torch.zeros((), device=s.device)
+    labelled = torch.zeros((), device=s.device)
     desc = f"epoch {epoch + 1}/{cfg.epochs} [{cfg.labels} x{cfg.factor:g}]"
     bar = tqdm(
         s.data.epoch_loader(epoch), desc=desc, disable=not (s.progress and s.di.main),
@@ -270,10 +290,14 @@ def _train_epoch(s: _Session, epoch: int) -> dict[str, Any]:
     for step, (x, y) in enumerate(bar):
         loss = _train_step(s, x, y, epoch, step)
         loss_sum += loss.detach()
+        if epoch == 0:
+            labelled += label_mass(y, s.data.info.ignore_index)
         if step % 5 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}", lr=f"{s.schedule.get_last_lr()[0]:.2e}")
     if s.di.world > 1:
         dist.all_reduce(loss_sum)
+    if epoch == 0:
+        _check_labelled(s, labelled)
     epoch_time = time.perf_counter() - t0
     return {
         "epoch": epoch + 1,
@@ -282,6 +306,13 @@ def _train_epoch(s: _Session, epoch: int) -> dict[str, Any]:
         "epoch_time_s": epoch_time,
         "peak_memory_mb": peak_memory_mb(s.device),
     }
+
+
+def _check_labelled(s: _Session, labelled: torch.Tensor) -> None:
+    """After the first epoch: refuse to go on when no training pixel carries a label."""
+    if s.di.world > 1:
+        dist.all_reduce(labelled)
+    require_labels(s.data.samples.base, float(labelled), s.cfg.train_split)
 
 
 def _validate(s: _Session, epoch: int) -> dict[str, Any]:
@@ -330,6 +361,11 @@ def _train(
 ) -> dict[str, Any]:
     device, di = setup_device(cfg)
     state = open_run(cfg, resume)
+    if di.main:
+        # what a run killed inside an atomic write left behind (never a live writer's file)
+        remove_stale_temps(cfg.out)
+        if resume and state is None and progress:
+            tqdm.write(f"{cfg.out} has no checkpoint yet: training from the first epoch")
     torch.manual_seed(cfg.seed)  # before the model: its initial weights come from this seed
     train_ds = load_split(cfg, cfg.train_split, cfg.limit_train)
     val_ds = load_split(cfg, cfg.val_split, cfg.limit_val) if cfg.val_split else None

@@ -27,7 +27,22 @@ def image_paths(inputs: list[str]) -> list[Path]:
             paths.append(p)
         else:
             raise FileNotFoundError(f"{p} is neither an image file nor a folder")
-    return paths
+    return _distinct(paths)
+
+
+def _distinct(paths: list[Path]) -> list[Path]:
+    """``paths`` without repeats of one file; two files whose outputs would share a name (one
+    stem: ``dup.jpg`` and ``dup.png``, or ``a/x.png`` and ``b/x.png``) are an error."""
+    unique = list(dict.fromkeys(p.resolve() for p in paths))
+    by_stem: dict[str, Path] = {}
+    for path in unique:
+        if path.stem in by_stem:
+            raise ValueError(
+                f"{by_stem[path.stem]} and {path} would both be written as {path.stem}_mask.png "
+                f"and {path.stem}_overlay.png; predict them into different `out` folders"
+            )
+        by_stem[path.stem] = path
+    return unique
 
 
 def predict_paths(

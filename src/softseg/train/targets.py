@@ -89,6 +89,10 @@ def _check_dense(target: torch.Tensor, n: int, num_classes: int) -> None:
             f"dense target has {target.shape[1]} channels but the logits have {num_classes}"
         )
     _check_batch(target.shape[0], n, "the dense target")
+    # class mass is never negative; caught here, it would surface as an "infinite loss" later
+    lowest = float(target.detach().min()) if target.numel() else 0.0
+    if lowest < 0:
+        raise ValueError(f"soft targets are class masses in [0, 1]; got a value of {lowest:g}")
 
 
 def target_at_logits(

@@ -1,0 +1,188 @@
+"""SoftLabel through torchvision transforms v2 equals the same pipeline on the float one-hot."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import IGNORE, label_maps, one_hot
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torchvision import tv_tensors
+from torchvision.transforms import InterpolationMode, v2
+from torchvision.transforms.v2 import functional as F
+
+from softseg.integrations.torchvision import SoftLabel
+from softseg.ops import clamp_negative_lobes
+
+MODES = st.sampled_from([InterpolationMode.BILINEAR, InterpolationMode.NEAREST])
+SIDE = st.integers(2, 24)
+HW = st.tuples(SIDE, SIDE)
+
+
+@st.composite
+def geometric(draw):
+    """One supported transform with its arguments; sizes stay >= 2 (torch's antialiased
+    interpolate is wrong for width-1 inputs or outputs, which softseg is not)."""
+    kind = draw(st.sampled_from(sorted(_MAKERS)))
+    return _MAKERS[kind](draw)
+
+
+_MAKERS = {
+    "resize": lambda d: v2.Resize(d(HW), interpolation=d(MODES), antialias=d(st.booleans())),
+    "resize_short": lambda d: v2.Resize(d(SIDE), max_size=d(st.sampled_from([None, 40]))),
+    "random_resize": lambda d: v2.RandomResize(d(st.integers(4, 12)), d(st.integers(13, 30))),
+    "shortest": lambda d: v2.RandomShortestSize([d(st.integers(4, 20)), 8], max_size=40),
+    "rrc": lambda d: v2.RandomResizedCrop(d(HW), interpolation=d(MODES), antialias=True),
+    "crop": lambda d: v2.RandomCrop(d(HW), padding=d(st.sampled_from([None, 2])), pad_if_needed=True),
+    "center": lambda d: v2.CenterCrop(d(HW)),
+    "pad": lambda d: v2.Pad(d(st.integers(1, 3)), padding_mode=d(st.sampled_from(["constant", "edge"]))),
+    "hflip": lambda d: v2.RandomHorizontalFlip(),
+    "vflip": lambda d: v2.RandomVerticalFlip(),
+    "jitter": lambda d: v2.ScaleJitter((d(SIDE) + 8, d(SIDE) + 8), scale_range=(0.3, 1.5)),
+    "zoom_out": lambda d: v2.RandomZoomOut(side_range=(1.0, 2.0)),
+    "colour": lambda d: v2.ColorJitter(0.4, 0.4, 0.4),
+}  # fmt: skip
+
+
+class OneHot(tv_tensors.TVTensor):
+    """The reference: a float one-hot that v2 treats as an image for geometry (torchvision's own
+    image kernels) and passes through colour transforms, as it does masks."""
+
+
+for _op, _image_kernel in [
+    (F.resize, F.resize_image), (F.resized_crop, F.resized_crop_image), (F.crop, F.crop_image),
+    (F.center_crop, F.center_crop_image), (F.pad, F.pad_image),
+    (F.horizontal_flip, F.horizontal_flip_image), (F.vertical_flip, F.vertical_flip_image),
+]:  # fmt: skip
+    F.register_kernel(_op, OneHot)(
+        lambda x, *a, _k=_image_kernel, **kw: OneHot(_k(x.as_subclass(torch.Tensor), *a, **kw))
+    )
+
+
+def run_both(pipeline, lab: np.ndarray, C: int, seed: int):
+    """The pipeline on (image, SoftLabel) and on (image, one-hot), with the same draws."""
+    image = tv_tensors.Image(torch.rand(3, *lab.shape, generator=torch.Generator().manual_seed(0)))
+    onehot = OneHot(torch.from_numpy(one_hot(lab, C)).float())
+    torch.manual_seed(seed)
+    img_a, label = pipeline(image, SoftLabel(torch.from_numpy(lab), num_classes=C))
+    torch.manual_seed(seed)
+    img_b, ref = pipeline(image, onehot)
+    torch.testing.assert_close(img_a, img_b)  # the draws matched
+    return label, ref.as_subclass(torch.Tensor)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    lab_c=label_maps(max_hw=32, min_h=10, min_w=10),
+    steps=st.lists(geometric(), min_size=1, max_size=4),
+    seed=st.integers(0, 2**31),
+)
+def test_pipeline_equals_the_pipeline_on_the_one_hot(lab_c, steps, seed):
+    lab, C = lab_c
+    label, ref = run_both(v2.Compose(steps), lab, C, seed)
+    assert isinstance(label, SoftLabel) and label.num_classes == C
+    soft = label.soft()
+    assert soft.shape == ref.shape and soft.dtype == torch.float32
+    torch.testing.assert_close(soft, ref, atol=1e-5, rtol=0)
+    assert float(soft.sum(0).max()) <= 1 + 1e-5  # a distribution over classes, with missing mass
+
+
+@settings(max_examples=30, deadline=None)
+@given(lab_c=label_maps(max_hw=32, min_h=10, min_w=10), size=HW, antialias=st.booleans())
+def test_bicubic_is_the_clamped_one_hot_resize(lab_c, size, antialias):
+    lab, C = lab_c
+    resize = v2.Resize(size, interpolation=InterpolationMode.BICUBIC, antialias=antialias)
+    label, ref = run_both(resize, lab, C, 0)
+    expected = clamp_negative_lobes(ref) if tuple(size) != lab.shape else ref
+    torch.testing.assert_close(label.soft(), expected, atol=1e-5, rtol=0)
+
+
+def test_first_resize_makes_it_soft_and_crops_keep_it_hard():
+    label = SoftLabel(torch.tensor([[0, 1, 1, 255]] * 4), num_classes=2)
+    cropped = v2.CenterCrop((2, 6))(label)
+    assert not cropped.is_soft and cropped.tolist()[0] == [255, 0, 1, 1, 255, 255]
+    soft = v2.Resize((2, 2), antialias=False)(label)
+    assert soft.is_soft and soft.shape == (2, 2, 2)
+    # the right output pixel averages class 1 and the ignored pixel: half its mass is missing
+    torch.testing.assert_close(soft.soft()[:, 0].sum(0), torch.tensor([1.0, 0.5]))
+
+
+@pytest.mark.parametrize(
+    ("transform", "name"),
+    [
+        (v2.RandomRotation(30), "rotate"),
+        (v2.RandomAffine(10), "affine"),
+        (v2.RandomPerspective(p=1.0), "perspective"),
+        (v2.ElasticTransform(), "elastic"),
+    ],
+)
+def test_unsupported_geometric_transforms_raise(transform, name):
+    image = tv_tensors.Image(torch.rand(3, 48, 48))
+    label = SoftLabel(torch.zeros(48, 48, dtype=torch.long), num_classes=2)
+    with pytest.raises(TypeError, match=rf"F\.{name} .*not supported for SoftLabel"):
+        transform(image, label)
+
+
+def test_unsupported_crops_raise():
+    label = SoftLabel(torch.zeros(16, 16, dtype=torch.long), num_classes=2)
+    with pytest.raises(TypeError, match=r"F\.five_crop \(used by v2\.FiveCrop\)"):
+        v2.FiveCrop(8)(tv_tensors.Image(torch.rand(3, 16, 16)), label)
+
+
+def test_photometric_transforms_pass_it_through():
+    image = tv_tensors.Image(torch.rand(3, 12, 12))
+    label = SoftLabel(torch.randint(0, 3, (12, 12)), num_classes=3)
+    photometric = v2.Compose(
+        [v2.ColorJitter(0.5, 0.5, 0.5, 0.1), v2.RandomGrayscale(1.0), v2.GaussianBlur(3),
+         v2.Normalize([0.5] * 3, [0.2] * 3), v2.RandomErasing(1.0)]
+    )  # fmt: skip
+    out_image, out_label = photometric(image, label)
+    assert not torch.equal(out_image, image)
+    assert type(out_label) is SoftLabel and torch.equal(out_label, label)
+
+
+@pytest.mark.parametrize("mode", [InterpolationMode.NEAREST_EXACT, "box"])
+def test_interpolation_without_a_float_image_operator_raises(mode):
+    label = SoftLabel(torch.zeros(8, 8, dtype=torch.long), num_classes=2)
+    with pytest.raises(ValueError, match="interpolation="):
+        F.resize(label, [4, 4], interpolation=mode)
+
+
+def test_metadata_survives_copies_and_pickling():
+    label = SoftLabel(torch.randint(0, 4, (6, 5)), num_classes=4, ignore_index=-1)
+    for copied in (
+        label.clone(),
+        label.to("cpu"),
+        copy.deepcopy(label),
+        pickle.loads(pickle.dumps(label)),
+    ):
+        assert type(copied) is SoftLabel and (copied.num_classes, copied.ignore_index) == (4, -1)
+    assert "num_classes=4" in repr(label)
+
+
+def test_batched_labels_and_uint8_padding():
+    labels = torch.randint(0, 3, (2, 10, 10), dtype=torch.uint8)
+    label = SoftLabel(labels, num_classes=3, ignore_index=IGNORE)
+    padded = v2.Pad(2)(label)
+    assert padded.dtype == torch.uint8 and int(padded[0, 0, 0]) == IGNORE
+    soft = v2.Resize((5, 5))(padded)
+    assert soft.shape == (2, 3, 5, 5)
+
+
+@pytest.mark.parametrize(
+    ("data", "kwargs", "error", "match"),
+    [
+        (torch.zeros(4, 4, dtype=torch.long), {"num_classes": 0}, ValueError, "num_classes"),
+        (torch.full((4, 4), 7), {"num_classes": 3}, ValueError, r"values \[7\]"),
+        (torch.zeros(2, 4, 4), {"num_classes": 3}, ValueError, "C = num_classes = 3"),
+        (torch.zeros(4, dtype=torch.long), {"num_classes": 3}, ValueError, r"\(H, W\)"),
+        (torch.zeros(4, 4, dtype=torch.long), {"num_classes": 3, "ignore_index": None}, TypeError, "ignore"),
+    ],
+)  # fmt: skip
+def test_construction_errors(data, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SoftLabel(data, **kwargs)
