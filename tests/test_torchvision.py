@@ -47,6 +47,36 @@ _MAKERS = {
     "colour": lambda d: v2.ColorJitter(0.4, 0.4, 0.4),
 }  # fmt: skip
 
+WARP_MODES = st.sampled_from([InterpolationMode.BILINEAR, InterpolationMode.NEAREST])
+FILL = st.sampled_from([0, 0.5, None])
+ANGLE = st.floats(0.0, 180.0)
+_WARPS = {
+    "rotate": lambda d: v2.RandomRotation(
+        d(ANGLE), interpolation=d(WARP_MODES), expand=d(st.booleans()), fill=d(FILL),
+        center=d(st.sampled_from([None, [2.0, 5.5], [-3, 30]])),
+    ),
+    "rotate_right": lambda d: v2.RandomRotation((90, 90), expand=d(st.booleans())),
+    "affine": lambda d: v2.RandomAffine(
+        d(ANGLE), translate=d(st.sampled_from([None, (0.3, 0.2)])),
+        scale=d(st.sampled_from([None, (0.5, 1.8)])),
+        shear=d(st.sampled_from([None, 20, (-10, 10, -30, 30)])),
+        interpolation=d(WARP_MODES), fill=d(FILL), center=d(st.sampled_from([None, [4.0, 1.0]])),
+    ),
+    "perspective": lambda d: v2.RandomPerspective(
+        d(st.floats(0.0, 1.0)), p=1.0, interpolation=d(WARP_MODES), fill=d(FILL)
+    ),
+    "elastic": lambda d: v2.ElasticTransform(
+        # sigma <= 1.1: torchvision blurs the displacement with a kernel of 8 sigma + 1 < 10 px
+        d(st.floats(0.0, 80.0)), d(st.floats(0.3, 1.1)), interpolation=d(WARP_MODES), fill=d(FILL)
+    ),
+}  # fmt: skip
+
+
+@st.composite
+def warps(draw):
+    """One of v2's warps with random parameters."""
+    return _WARPS[draw(st.sampled_from(sorted(_WARPS)))](draw)
+
 
 class OneHot(tv_tensors.TVTensor):
     """The reference: a float one-hot that v2 treats as an image for geometry (torchvision's own
@@ -61,6 +91,24 @@ for _op, _image_kernel in [
     F.register_kernel(_op, OneHot)(
         lambda x, *a, _k=_image_kernel, **kw: OneHot(_k(x.as_subclass(torch.Tensor), *a, **kw))
     )
+
+
+def _warp_one_hot(kernel):
+    """v2's image warp on the one-hot; the transform's ``fill`` is the image's: outside the label
+    there is no class, so the one-hot is filled with 0 (``None`` stays ``None``)."""
+
+    def warp(x, *args, fill=None, **kwargs):
+        fill = None if fill is None else 0.0
+        return OneHot(kernel(x.as_subclass(torch.Tensor), *args, fill=fill, **kwargs))
+
+    return warp
+
+
+for _op, _image_kernel in [
+    (F.rotate, F.rotate_image), (F.affine, F.affine_image),
+    (F.perspective, F.perspective_image), (F.elastic, F.elastic_image),
+]:  # fmt: skip
+    F.register_kernel(_op, OneHot)(_warp_one_hot(_image_kernel))
 
 
 def run_both(pipeline, lab: np.ndarray, C: int, seed: int):
@@ -111,20 +159,66 @@ def test_first_resize_makes_it_soft_and_crops_keep_it_hard():
     torch.testing.assert_close(soft.soft()[:, 0].sum(0), torch.tensor([1.0, 0.5]))
 
 
-@pytest.mark.parametrize(
-    ("transform", "name"),
-    [
-        (v2.RandomRotation(30), "rotate"),
-        (v2.RandomAffine(10), "affine"),
-        (v2.RandomPerspective(p=1.0), "perspective"),
-        (v2.ElasticTransform(), "elastic"),
-    ],
+@settings(max_examples=120, deadline=None)
+@given(
+    lab_c=label_maps(max_hw=32, min_h=10, min_w=10),
+    warp=warps(),
+    before=st.lists(geometric(), max_size=2),
+    seed=st.integers(0, 2**31),
 )
-def test_unsupported_geometric_transforms_raise(transform, name):
-    image = tv_tensors.Image(torch.rand(3, 48, 48))
-    label = SoftLabel(torch.zeros(48, 48, dtype=torch.long), num_classes=2)
-    with pytest.raises(TypeError, match=rf"F\.{name} .*not supported for SoftLabel"):
-        transform(image, label)
+def test_warps_equal_the_warp_of_the_one_hot(lab_c, warp, before, seed):
+    """Rotation, affine, perspective and elastic on a hard label (soft_grid_sample on
+    torchvision's grid) or on a label made soft by an earlier resize (the float image kernel)."""
+    lab, C = lab_c
+    if isinstance(warp, v2.ElasticTransform):  # its displacement blur needs >= 10 pixels
+        before = [*before, v2.Pad(5)]
+    label, ref = run_both(v2.Compose([*before, warp]), lab, C, seed)
+    soft = label.soft()
+    assert soft.shape == ref.shape and soft.dtype == torch.float32
+    torch.testing.assert_close(soft, ref, atol=1e-5, rtol=0)
+
+
+def test_bilinear_rotation_weighs_the_border_like_the_image():
+    """torchvision blends fill by a sampled mask m: image = m * (sampled - fill) + fill. An image of
+    ones samples to m, so it reads m with fill None and m * m with fill 0; a one-class label's mass
+    does the same, and it ignores the image's fill value (padding has no class)."""
+    label = SoftLabel(torch.zeros(16, 16, dtype=torch.long), num_classes=1)
+    image = tv_tensors.Image(torch.ones(3, 16, 16))
+    out = {}
+    for fill in (None, 0.0, (0.2, 0.4, 0.6)):
+        rotate = v2.RandomRotation((30, 30), interpolation=InterpolationMode.BILINEAR, fill=fill)
+        out_image, out_label = rotate(image, label)
+        out[fill] = out_label.soft()[0]
+        if fill in (None, 0.0):
+            torch.testing.assert_close(out[fill], out_image[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(out[(0.2, 0.4, 0.6)], out[0.0])
+    m = out[None]
+    assert bool(((m > 0.1) & (m < 0.9)).any())  # the border is crossed: m * m differs from m
+    torch.testing.assert_close(out[0.0], m * m, atol=1e-6, rtol=0)
+
+
+def test_warps_of_a_batch_and_a_uint8_label():
+    labels = torch.randint(0, 3, (2, 12, 14), dtype=torch.uint8)
+    label = SoftLabel(labels, num_classes=3)
+    out = F.rotate(label, 33.0, InterpolationMode.BILINEAR, expand=True, fill=0)
+    assert out.shape[:2] == (2, 3) and out.is_soft
+    single = F.rotate(SoftLabel(labels[1], num_classes=3), 33.0, "bilinear", expand=True, fill=0)
+    torch.testing.assert_close(out[1].as_subclass(torch.Tensor), single.as_subclass(torch.Tensor))
+
+
+def test_right_angle_rotations_stay_hard():
+    label = SoftLabel(torch.tensor([[0, 1], [2, 255]]), num_classes=3)
+    turned = F.rotate(label, 90.0)
+    assert not turned.is_soft and turned.tolist() == [[1, 255], [0, 2]]
+
+
+@pytest.mark.parametrize("mode", [InterpolationMode.BICUBIC, InterpolationMode.NEAREST_EXACT])
+def test_warp_with_an_unsupported_mode_raises(mode):
+    label = SoftLabel(torch.zeros(8, 8, dtype=torch.long), num_classes=2)
+    with pytest.raises(ValueError, match="interpolation="):
+        F.rotate(label, 30.0, mode)
+    with pytest.raises(ValueError, match="displacement"):
+        F.elastic(label, torch.zeros(1, 4, 4, 2))
 
 
 def test_unsupported_crops_raise():

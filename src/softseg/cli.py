@@ -70,6 +70,12 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(2)
 
 
+ROTATION_HELP = (
+    "Random rotation up to DEG degrees (uniform in [-DEG, DEG]), warped with the crop as one "
+    "operator for image and label; 0, the default, is off."
+)
+
+
 @app.command(
     epilog="Examples:\n\n"
     "    softseg train --dataset camvid --root ../shared/data/camvid --factor 4 --labels soft "
@@ -99,6 +105,7 @@ def train(
     scale: Annotated[tuple[float, float], typer.Option(help="Random scale range.")] = (0.75, 1.5),
     hflip: Annotated[bool, typer.Option(help="Random horizontal flips.")] = True,
     jitter: Annotated[float, typer.Option(help="Colour jitter strength (image only).")] = 0.1,
+    rotation: Annotated[float, typer.Option(help=ROTATION_HELP, metavar="DEG")] = 0.0,
     topk: Annotated[
         int | None, typer.Option(help="Keep soft labels as top-k sparse targets.")
     ] = None,
@@ -146,7 +153,8 @@ def train(
             out=out, dataset=dataset, root=root, train_split=train_split,
             val_split=val_split or None, factor=factor, crop=_size(crop), labels=labels,
             image_kernel=image_kernel, label_kernel=label_kernel, antialias=antialias,
-            scale=tuple(scale), hflip=hflip, jitter=jitter, topk=topk, arch=arch, encoder=encoder,
+            scale=tuple(scale), hflip=hflip, jitter=jitter, rotation=rotation, topk=topk,
+            arch=arch, encoder=encoder,
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs,
             label_smoothing=label_smoothing, class_weights=_none(class_weights),
@@ -271,6 +279,7 @@ def compare(
     batch_size: int = 8,
     lr: float = 1e-3,
     scale: Annotated[tuple[float, float], typer.Option(help="Random scale range.")] = (0.75, 1.5),
+    rotation: Annotated[float, typer.Option(help=ROTATION_HELP, metavar="DEG")] = 0.0,
     image_kernel: str = "bilinear",
     class_weights: ClassWeights = "none",
     weight_mode: WeightMode = "pixel",
@@ -299,7 +308,8 @@ def compare(
     try:  # everything is checked before anything is written or trained
         base = TrainConfig(
             dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
-            batch_size=batch_size, lr=lr, scale=tuple(scale), image_kernel=image_kernel,
+            batch_size=batch_size, lr=lr, scale=tuple(scale), rotation=rotation,
+            image_kernel=image_kernel,
             class_weights=_none(class_weights), weight_mode=weight_mode, workers=workers,
             device=device, train_split=train_split, val_split=None, limit_train=limit_train,
         )  # fmt: skip

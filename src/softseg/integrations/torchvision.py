@@ -26,9 +26,17 @@ soft label in either state.
 
 Interpolation: ``NEAREST``, ``BILINEAR`` and ``BICUBIC`` (the modes torchvision supports on float
 tensors), with the transform's ``antialias``. Bicubic negative lobes are clamped after each resize
-(:func:`softseg.ops.clamp_negative_lobes`), so the label stays a distribution. Rotations, affine,
-perspective and elastic warps, five and ten crops raise ``TypeError`` naming the op; photometric
-transforms pass a :class:`SoftLabel` through untouched, as they do masks.
+(:func:`softseg.ops.clamp_negative_lobes`), so the label stays a distribution.
+
+Warps (``RandomRotation``, ``RandomAffine``, ``RandomPerspective``, ``ElasticTransform``) build the
+very grid torchvision builds for the image (its own grid helpers: inverse affine matrix, centre,
+``expand``, perspective coefficients, displacement) and sample a hard label with
+:func:`softseg.soft_grid_sample` (``NEAREST`` or ``BILINEAR``, the modes v2 warps tensors with).
+Outside the image carries no mass. torchvision blends ``fill`` in by a sampled mask ``m`` as
+``m * (sampled - fill) + fill``, so the image content weighs ``m`` times its taps; the label gets
+the same weight (``m * sampled``), which is that formula on the one-hot with ``fill = 0``. Five and
+ten crops raise ``TypeError`` naming the op; photometric transforms pass a :class:`SoftLabel`
+through untouched, as they do masks.
 """
 
 from __future__ import annotations
@@ -41,8 +49,12 @@ from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as F
 
+# torchvision's own grid builders: the label must be sampled at exactly the image's positions
+from torchvision.transforms.v2.functional import _geometry as _tvg
+
 from ..ops.labels import check_label_values, clamp_negative_lobes
 from ..ops.resample import soft_downsample
+from ..ops.warp import soft_grid_sample
 
 __all__ = ["SUPPORTED_OPS", "UNSUPPORTED_OPS", "SoftLabel"]
 
@@ -257,6 +269,116 @@ def _get_size(label: SoftLabel) -> list[int]:
     return list(label.shape[-2:])
 
 
+# --------------------------------------------------------------------------- warps
+def _warp_mode(interpolation: InterpolationMode | str | int) -> str:
+    mode = _tvg._check_interpolation(interpolation)
+    if mode not in (InterpolationMode.NEAREST, InterpolationMode.BILINEAR):
+        raise ValueError(
+            f"SoftLabel warps with the image's grid_sample mode, which v2 allows as NEAREST or "
+            f"BILINEAR on tensors; got interpolation={interpolation!r}"
+        )
+    return mode.value
+
+
+def _grid_warp(
+    label: SoftLabel, grid: torch.Tensor, mode: str, fill: Any, image_op: Callable
+) -> SoftLabel:
+    """The label through ``grid`` ``(1, h, w, 2)``: a soft label stays a float image under
+    torchvision's ``image_op`` (fill 0: no mass); a hard one is sampled by
+    :func:`soft_grid_sample`, then weighted by torchvision's fill mask when ``fill`` is set."""
+    data = label.as_subclass(torch.Tensor)
+    fill0 = None if fill is None else 0.0  # the label's padding is "no mass", whatever the image's
+    if data.dtype.is_floating_point:
+        return _rewrap(image_op(data, fill0), label)
+    batch = data.shape[0] if data.dim() == 3 else 1
+    kw = dict(mode=mode, align_corners=False, ignore_index=label.ignore_index)
+    soft = soft_grid_sample(data, grid.expand(batch, -1, -1, -1), label.num_classes, **kw)
+    if fill is not None and mode == "bilinear":  # torchvision: m * (sampled - fill) + fill
+        ones = torch.ones(1, 1, *data.shape[-2:], dtype=grid.dtype, device=grid.device)
+        soft = soft * torch.nn.functional.grid_sample(ones, grid, mode, "zeros", False)
+    # nearest: torchvision's mask is 0 exactly where a sample reads outside, which has no mass
+    return _rewrap(soft if data.dim() == 3 else soft[0], label)
+
+
+def _rotate(
+    label: SoftLabel, angle: float, interpolation: InterpolationMode | str | int = "nearest",
+    expand: bool = False, center: list[float] | None = None, fill: Any = None,
+) -> SoftLabel:  # fmt: skip
+    H, W = label.shape[-2:]
+    turns, square = angle % 360, expand or H == W
+    if center is None and (turns in (0, 180) or (square and turns in (90, 270))):
+        # torchvision's exact fast paths (copy, rot90) move pixels: so do they here
+        return _index_op(label, lambda x: F.rotate_image(x, angle, expand=expand))
+    mode = _warp_mode(interpolation)
+    centre = [0.0, 0.0] if center is None else [center[0] - W / 2, center[1] - H / 2]
+    matrix = _tvg._get_inverse_affine_matrix(centre, -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
+    ow, oh = _tvg._compute_affine_output_size(matrix, W, H) if expand else (W, H)
+    theta = torch.tensor(matrix, dtype=torch.float32).reshape(1, 2, 3)
+    grid = _tvg._affine_grid(theta, w=W, h=H, ow=ow, oh=oh)
+
+    def image_op(x: torch.Tensor, fill0: Any) -> torch.Tensor:
+        return F.rotate_image(x, angle, mode, expand=expand, center=center, fill=fill0)
+
+    return _grid_warp(label, grid, mode, fill, image_op)
+
+
+def _affine(
+    label: SoftLabel, angle: float, translate: list[float], scale: float, shear: list[float],
+    interpolation: InterpolationMode | str | int = "nearest", fill: Any = None,
+    center: list[float] | None = None,
+) -> SoftLabel:  # fmt: skip
+    mode = _warp_mode(interpolation)
+    args = _tvg._affine_parse_args(angle, translate, scale, shear, InterpolationMode(mode), center)
+    angle, translate, shear, center, (H, W) = (*args, label.shape[-2:])
+    centre = [0.0, 0.0] if center is None else [center[0] - W / 2, center[1] - H / 2]
+    matrix = _tvg._get_inverse_affine_matrix(
+        centre, angle, [float(t) for t in translate], scale, shear
+    )
+    theta = torch.tensor(matrix, dtype=torch.float32).reshape(1, 2, 3)
+    grid = _tvg._affine_grid(theta, w=W, h=H, ow=W, oh=H)
+
+    def image_op(x: torch.Tensor, fill0: Any) -> torch.Tensor:
+        return F.affine_image(x, angle, translate, scale, shear, mode, fill0, center)
+
+    return _grid_warp(label, grid, mode, fill, image_op)
+
+
+def _perspective(
+    label: SoftLabel, startpoints: list[list[int]] | None, endpoints: list[list[int]] | None,
+    interpolation: InterpolationMode | str | int = "bilinear", fill: Any = None,
+    coefficients: list[float] | None = None,
+) -> SoftLabel:  # fmt: skip
+    mode = _warp_mode(interpolation)
+    coeffs = _tvg._perspective_coefficients(startpoints, endpoints, coefficients)
+    H, W = label.shape[-2:]
+    grid = _tvg._perspective_grid(coeffs, ow=W, oh=H, dtype=torch.float32, device=label.device)
+
+    def image_op(x: torch.Tensor, fill0: Any) -> torch.Tensor:
+        return F.perspective_image(x, None, None, mode, fill0, coefficients=coeffs)
+
+    return _grid_warp(label, grid, mode, fill, image_op)
+
+
+def _elastic(
+    label: SoftLabel, displacement: torch.Tensor,
+    interpolation: InterpolationMode | str | int = "bilinear", fill: Any = None,
+) -> SoftLabel:  # fmt: skip
+    mode = _warp_mode(interpolation)
+    H, W = label.shape[-2:]
+    if not isinstance(displacement, torch.Tensor) or displacement.shape != (1, H, W, 2):
+        raise ValueError(
+            f"displacement must be a (1, {H}, {W}, 2) tensor, got "
+            f"{getattr(displacement, 'shape', type(displacement).__name__)}"
+        )
+    identity = _tvg._create_identity_grid((H, W), device=label.device, dtype=torch.float32)
+    grid = identity.add_(displacement.to(dtype=torch.float32, device=label.device))
+
+    def image_op(x: torch.Tensor, fill0: Any) -> torch.Tensor:
+        return F.elastic_image(x, displacement, mode, fill0)
+
+    return _grid_warp(label, grid, mode, fill, image_op)
+
+
 #: v2 functionals a :class:`SoftLabel` supports, and the kernels registered for them.
 SUPPORTED_OPS: dict[Callable, Callable] = {
     F.resize: _resize,
@@ -267,15 +389,15 @@ SUPPORTED_OPS: dict[Callable, Callable] = {
     F.horizontal_flip: lambda label: _index_op(label, F.horizontal_flip_image),
     F.vertical_flip: lambda label: _index_op(label, F.vertical_flip_image),
     F.get_size: _get_size,
+    F.rotate: _rotate,
+    F.affine: _affine,
+    F.perspective: _perspective,
+    F.elastic: _elastic,
 }
 
 #: Geometric v2 functionals that would otherwise pass a SoftLabel through unchanged (silently
 #: misaligned with its image), with the transforms that call them.
 UNSUPPORTED_OPS: dict[Callable, str] = {
-    F.rotate: "RandomRotation",
-    F.affine: "RandomAffine",
-    F.perspective: "RandomPerspective",
-    F.elastic: "ElasticTransform",
     F.five_crop: "FiveCrop",
     F.ten_crop: "TenCrop",
 }
@@ -285,8 +407,8 @@ def _refuse(op: Callable, users: str) -> Callable:
     def kernel(label: SoftLabel, *args: Any, **kwargs: Any) -> SoftLabel:
         raise TypeError(
             f"F.{op.__name__} (used by v2.{users}) is not supported for SoftLabel: soft labels "
-            "follow axis-aligned resizes, crops, pads and flips only. Warp the integer label as a "
-            "tv_tensors.Mask instead, or leave this transform out."
+            "follow one image at a time (resizes, crops, pads, flips and warps). Apply the crops to "
+            "the integer label as a tv_tensors.Mask instead, or leave this transform out."
         )
 
     return kernel

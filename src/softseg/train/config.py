@@ -88,6 +88,7 @@ class TrainConfig:
     scale: tuple[float, float] = (0.75, 1.5)
     hflip: bool = True
     jitter: float = 0.1
+    rotation: float = 0.0  # max random rotation in degrees; 0 (also when missing) is off
     topk: int | None = None
     arch: str = "unet"
     encoder: str = "resnet18"
@@ -166,6 +167,8 @@ def _check_config(cfg: TrainConfig) -> None:
     for name in ("weight_decay", "warmup_epochs", "jitter"):
         value = getattr(cfg, name)
         _need(_is_real(value) and value >= 0, name, value, "a number >= 0")
+    rot = cfg.rotation
+    _need(_is_real(rot) and 0 <= rot <= 180, "rotation", rot, "degrees in [0, 180] (0 is off)")
     ls = cfg.label_smoothing
     _need(_is_real(ls) and 0 <= ls < 1, "label_smoothing", ls, "a number in [0, 1)")
     crop = cfg.crop

@@ -147,7 +147,7 @@ def train_transform(cfg: TrainConfig, info: DatasetInfo, crop: tuple[int, int]) 
         info.num_classes, cfg.factor, crop, label_method=cfg.labels,
         image_kernel=cfg.image_kernel, label_kernel=cfg.label_kernel, antialias=cfg.antialias,
         scale_range=cfg.scale, hflip=cfg.hflip, jitter=cfg.jitter, topk=cfg.topk,
-        ignore_index=info.ignore_index,
+        ignore_index=info.ignore_index, rotation=cfg.rotation,
     )  # fmt: skip
 
 

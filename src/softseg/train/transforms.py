@@ -3,7 +3,9 @@
 All geometry (down-sampling factor, random scale, random crop with padding) is one crop box in input
 pixels, resampled once: the image with :func:`softseg.resized_crop_image`, the label with the same
 operator (``soft``) or with the usual hard methods (``nearest``, ``mode``). Flips are applied to both
-after resampling; photometric jitter touches the image only. Randomness comes from a
+after resampling; photometric jitter touches the image only. An opt-in random rotation
+(``rotation``) joins the crop box into one affine warp, sampled once for both (see
+:func:`warp_pair`). Randomness comes from a
 ``torch.Generator`` the caller seeds, so a sample is a pure function of (seed, epoch, index), whatever
 the worker that makes it: that is what lets a killed run resume exactly.
 
@@ -21,8 +23,11 @@ import torch
 import torchvision.transforms.v2.functional as TF
 
 from ..ops.baselines import mode_resized_crop, nearest_resized_crop
+from ..ops.grids import resized_warp_grid, rotation_affine
 from ..ops.resample import resized_crop_image, soft_resized_crop
 from ..ops.sparse import topk_soft_labels
+from ..ops.warp import MODES as WARP_MODES
+from ..ops.warp import soft_grid_sample, warp_image
 from .targets import Target
 
 LabelMethod = Literal["soft", "nearest", "mode"]
@@ -74,6 +79,59 @@ def resample_label(
     raise ValueError(f"label method must be one of {LABEL_METHODS}, got {method!r}")
 
 
+def supersampling(box: tuple[float, float, float, float], size: tuple[int, int], cap: int) -> int:
+    """Samples per output pixel and axis that antialias a warp of ``box`` to ``size``: the input
+    pixels per output pixel, rounded up, at least 1 and at most ``cap``."""
+    per_pixel = max(box[2] / size[0], box[3] / size[1])
+    return max(1, min(int(cap), math.ceil(per_pixel - 1e-9)))  # 1e-9: exact factors stay exact
+
+
+def warp_pair(
+    image: torch.Tensor, label: torch.Tensor, box: tuple[float, float, float, float],
+    angle: float, size: tuple[int, int], num_classes: int, *, method: str = "soft",
+    image_kernel: str = "bilinear", label_kernel: str | None = None, supersample: int = 1,
+    fill: float | tuple[float, ...] = 0.0, ignore_index: int = 255,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Rotate by ``angle`` degrees about the frame centre, then resized-crop ``box``, as one warp.
+
+    ``image`` ``(K, H, W)`` float goes through :func:`softseg.warp_image` (outside: ``fill``) and a
+    ``soft`` label through :func:`softseg.soft_grid_sample` with the *same* grid, so the soft label
+    is the image operator applied to the one-hot. ``grid_sample`` does not antialias (each output
+    pixel reads 4 taps whatever the shrink factor), so the grid is built at ``supersample`` times
+    ``size`` and both results are average-pooled ``supersample x supersample``: one linear operator
+    for both, and the pair stays exact. ``nearest`` is the usual mask warp: the label read with
+    ``mode="nearest"`` at the output grid, ``ignore_index`` outside.
+
+    Returns the image ``(K, h, w)`` and the label: soft ``(C, h, w)`` or hard ``(h, w)`` int64.
+
+    >>> label = torch.randint(0, 3, (40, 40))
+    >>> onehot = torch.nn.functional.one_hot(label, 3).permute(2, 0, 1).float()
+    >>> x, y = warp_pair(onehot, label, (4, 4, 32, 32), 30.0, (8, 8), 3, supersample=4)
+    >>> torch.allclose(x, y, atol=1e-6)
+    True
+    """
+    if method not in ("soft", "nearest"):
+        raise ValueError(f"method must be 'soft' or 'nearest' with a rotation, got {method!r}")
+    H, W = label.shape[-2:]
+    theta = rotation_affine(angle, size=(H, W))
+    s = int(supersample)
+    fine = (size[0] * s, size[1] * s)
+    grid = resized_warp_grid((H, W), fine, theta=theta, box=box)
+    x = _pool(warp_image(image, grid, mode=image_kernel, fill=fill)[0], s)
+    if method == "soft":
+        kernel = label_kernel or image_kernel
+        y = soft_grid_sample(label, grid, num_classes, mode=kernel, ignore_index=ignore_index)
+        return x, _pool(y[0], s)
+    grid = grid if s == 1 else resized_warp_grid((H, W), size, theta=theta, box=box)
+    hit = soft_grid_sample(label, grid, num_classes, mode="nearest", ignore_index=ignore_index)[0]
+    # a nearest sample is a one-hot, or empty where it reads outside or an ignored pixel
+    return x, torch.where(hit.sum(0) > 0.5, hit.argmax(0), ignore_index).long()
+
+
+def _pool(x: torch.Tensor, s: int) -> torch.Tensor:
+    return torch.nn.functional.avg_pool2d(x.unsqueeze(0), s)[0] if s > 1 else x
+
+
 @dataclass
 class TrainTransform:
     """Random scale, crop, flip and jitter at a reduced resolution, coherent for image and label.
@@ -96,6 +154,13 @@ class TrainTransform:
         jitter: strength of brightness/contrast/saturation jitter of the image (0 disables).
         topk: return soft labels in the sparse ``(indices, weights)`` form with ``k`` classes.
         ignore_index: the label value to ignore.
+        rotation: maximum random rotation in degrees (angle uniform in ``[-rotation, rotation]``);
+            0, the default, is off and draws no random number, so samples stay as without it.
+            On, rotation and crop box are one warp (:func:`warp_pair`): kernels ``nearest``,
+            ``bilinear`` or ``bicubic``; label methods ``soft`` or ``nearest``; with
+            ``antialias`` the warp is supersampled by the shrink factor (capped at
+            ``max_supersample``) and average-pooled, for image and soft label alike.
+        max_supersample: the cap on that supersampling (per axis).
     """
 
     num_classes: int
@@ -110,6 +175,8 @@ class TrainTransform:
     jitter: float = 0.0
     topk: int | None = None
     ignore_index: int = 255
+    rotation: float = 0.0
+    max_supersample: int = 4
 
     def __post_init__(self) -> None:
         if self.label_method not in LABEL_METHODS:
@@ -123,6 +190,12 @@ class TrainTransform:
             raise ValueError(f"scale_range must satisfy 0 < low <= high, got {self.scale_range}")
         if min(self.crop_size) <= 0:
             raise ValueError(f"crop_size must be positive, got {self.crop_size}")
+        if not 0 <= self.rotation <= 180:  # also refuses nan
+            raise ValueError(f"rotation must be in [0, 180] degrees, got {self.rotation!r}")
+        if not (isinstance(self.max_supersample, int) and self.max_supersample >= 1):
+            raise ValueError(f"max_supersample must be an int >= 1, got {self.max_supersample!r}")
+        if self.rotation > 0:
+            _check_warp(self.label_method, self.image_kernel, self.label_kernel)
 
     def sample_box(self, height: int, width: int, g: torch.Generator):
         """The random crop box in input pixels for a ``height x width`` frame."""
@@ -148,15 +221,25 @@ class TrainTransform:
             )
         box = self.sample_box(*label.shape[-2:], g)
         flip = self.hflip and bool(torch.rand(1, generator=g) < 0.5)
-        x = resized_crop_image(
-            _to_unit(image), *box, self.crop_size,
-            kernel=self.image_kernel, antialias=self.antialias, fill=MEAN,
-        )  # fmt: skip
-        y = resample_label(
-            label, box, self.crop_size, self.label_method, self.num_classes,
-            kernel=self.label_kernel or self.image_kernel, antialias=self.antialias,
-            ignore_index=self.ignore_index,
-        )  # fmt: skip
+        if self.rotation > 0:  # only then a draw: rotation-free samples stay as they were
+            angle = self.rotation * (2.0 * float(torch.rand(1, generator=g)) - 1.0)
+            s = supersampling(box, self.crop_size, self.max_supersample) if self.antialias else 1
+            x, y = warp_pair(
+                _to_unit(image), label, box, angle, self.crop_size, self.num_classes,
+                method=self.label_method, image_kernel=self.image_kernel,
+                label_kernel=self.label_kernel, supersample=s, fill=MEAN,
+                ignore_index=self.ignore_index,
+            )  # fmt: skip
+        else:
+            x = resized_crop_image(
+                _to_unit(image), *box, self.crop_size,
+                kernel=self.image_kernel, antialias=self.antialias, fill=MEAN,
+            )  # fmt: skip
+            y = resample_label(
+                label, box, self.crop_size, self.label_method, self.num_classes,
+                kernel=self.label_kernel or self.image_kernel, antialias=self.antialias,
+                ignore_index=self.ignore_index,
+            )  # fmt: skip
         if flip:
             x, y = x.flip(-1), y.flip(-1)
         if self.jitter > 0:
@@ -164,6 +247,20 @@ class TrainTransform:
         if self.topk is not None and self.label_method == "soft":
             y = topk_soft_labels(y, self.topk)
         return normalize(x), y
+
+
+def _check_warp(method: str, image_kernel: str, label_kernel: str | None) -> None:
+    if method == "mode":
+        raise ValueError(
+            "label_method 'mode' does not work with rotation > 0 (the majority vote is defined "
+            "on axis-aligned blocks only); use 'soft' or 'nearest'"
+        )
+    for name, kernel in (("image_kernel", image_kernel), ("label_kernel", label_kernel)):
+        if kernel is not None and kernel not in WARP_MODES:
+            raise ValueError(
+                f"{name} must be one of {WARP_MODES} with rotation > 0 (grid_sample's modes), "
+                f"got {kernel!r}"
+            )
 
 
 def _offset(full: float, crop: int, g: torch.Generator) -> float:
