@@ -221,6 +221,9 @@ def test_cli_eval_json_contract(tmp_path):
     scores = json.loads((tmp_path / "s.json").read_text())
     assert 0 <= scores["miou"] <= 100 and set(scores["per_class"]) >= {"pole", "sky"}
     assert "mIoU" in out.stdout
+    # boundary and calibration scores are printed and written too
+    assert 0 <= scores["boundary_miou"] <= 100 and 0 <= scores["ece"] <= 100 and scores["nll"] > 0
+    assert f"{scores['boundary_miou']:.2f}" in out.stdout and f"{scores['nll']:.4f}" in out.stdout
 
 
 def test_cli_reports_bad_input_cleanly(tmp_path):

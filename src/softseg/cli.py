@@ -183,6 +183,11 @@ def _print_table(result: dict) -> None:
         typer.echo(f"{name:<20}{_percent(iou):>8}")
     typer.echo(f"{'mIoU':<20}{_percent(result['miou']):>8}")
     typer.echo(f"{'pixel accuracy':<20}{_percent(result['pixel_acc']):>8}")
+    width = result.get("boundary_width")
+    typer.echo(f"{f'boundary mIoU ({width} px)':<20}{_percent(result.get('boundary_miou')):>8}")
+    typer.echo(f"{'ECE %':<20}{_percent(result.get('ece')):>8}")
+    nll = result.get("nll")
+    typer.echo(f"{'NLL (nats/pixel)':<20}{'-' if nll is None else f'{nll:.4f}':>8}")
     if result["pixel_acc"] is None:
         typer.secho(
             "warning: no labelled pixel in these images: every score is absent (null)",
