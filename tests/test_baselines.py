@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import IGNORE, label_maps, make_labels, sizes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 import softseg
+from conftest import IGNORE, label_maps, make_labels, sizes
 
 SETTINGS = settings(max_examples=25, deadline=None)
 

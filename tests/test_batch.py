@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import IGNORE, make_labels
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import IGNORE, make_labels
 from softseg.ops import _fast
 from softseg.ops import batch as batch_mod
 from softseg.ops.batch import soft_resized_crop_batch

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import IGNORE, as_np, label_maps, maybe_clamp, one_hot, sizes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import softseg
+from conftest import IGNORE, as_np, label_maps, maybe_clamp, one_hot, sizes
 from softseg.ops import resample as R
 from softseg.ops._fast import FastPath
 from softseg.ops.kernels import Resampler

@@ -14,6 +14,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import softseg
 from conftest import (
     AA_MODES,
     NEGATIVE_LOBES,
@@ -21,10 +25,6 @@ from conftest import (
     TORCH_KERNELS,
     pil_resize,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-import softseg
 from softseg.ops.kernels import Resampler, axis_weights
 
 lengths = st.integers(1, 40)

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import clamp_rescale
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import clamp_rescale
 from softseg.ops.labels import as_label_tensor, check_label_values, clamp_negative_lobes
 
 

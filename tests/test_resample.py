@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import softseg
 from conftest import (
     AA_MODES,
     CONV_KERNELS,
@@ -27,10 +31,6 @@ from conftest import (
     torch_soft_ref,
     valid_mask,
 )
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
-
-import softseg
 
 SETTINGS = settings(max_examples=25, deadline=None)
 FEW = settings(max_examples=12, deadline=None)

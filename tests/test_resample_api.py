@@ -8,6 +8,11 @@ import re
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import softseg
+import softseg.ops.resample as R
 from conftest import (
     CONV_KERNELS,
     IGNORE,
@@ -20,11 +25,6 @@ from conftest import (
     sizes,
     torch_aa_bug,
 )
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
-
-import softseg
-import softseg.ops.resample as R
 from softseg.ops import Resampler
 from softseg.ops._fast import FastPath
 

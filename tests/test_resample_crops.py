@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import softseg
 from conftest import (
     CONV_KERNELS,
     IGNORE,
@@ -21,10 +25,6 @@ from conftest import (
     torch_resize,
     torch_soft_ref,
 )
-from hypothesis import assume, given, settings
-from hypothesis import strategies as st
-
-import softseg
 
 SETTINGS = settings(max_examples=25, deadline=None)
 FEW = settings(max_examples=12, deadline=None)

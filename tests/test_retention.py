@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import IGNORE, label_maps, one_hot, torch_resize
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import softseg
+from conftest import IGNORE, label_maps, one_hot, torch_resize
 
 SETTINGS = settings(max_examples=20, deadline=None)
 small_sizes = st.tuples(st.integers(1, 20), st.integers(1, 20))

@@ -7,11 +7,11 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import label_maps, sizes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import softseg
+from conftest import label_maps, sizes
 
 SETTINGS = settings(max_examples=25, deadline=None)
 

@@ -8,13 +8,13 @@ import pickle
 import numpy as np
 import pytest
 import torch
-from conftest import IGNORE, label_maps, one_hot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torchvision import tv_tensors
 from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
+from conftest import IGNORE, label_maps, one_hot
 from softseg.integrations.torchvision import SoftLabel
 from softseg.ops import clamp_negative_lobes
 
