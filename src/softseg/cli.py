@@ -74,6 +74,7 @@ ROTATION_HELP = (
     "Random rotation up to DEG degrees (uniform in [-DEG, DEG]), warped with the crop as one "
     "operator for image and label; 0, the default, is off."
 )
+SOFT_LABELS_IN = "Soft labels made in: worker, step (batched, on the model's device) or auto."
 
 
 @app.command(
@@ -125,6 +126,7 @@ def train(
     weight_mode: WeightMode = "pixel",
     seed: int = 0,
     workers: Annotated[int, typer.Option(help="Data loader processes.")] = 2,
+    soft_labels_in: Annotated[str, typer.Option(help=SOFT_LABELS_IN)] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option(help="Mixed precision (CUDA).")] = False,
     compile: Annotated[bool, typer.Option(help="torch.compile the model (CUDA).")] = False,
@@ -154,7 +156,7 @@ def train(
             val_split=val_split or None, factor=factor, crop=_size(crop), labels=labels,
             image_kernel=image_kernel, label_kernel=label_kernel, antialias=antialias,
             scale=tuple(scale), hflip=hflip, jitter=jitter, rotation=rotation, topk=topk,
-            arch=arch, encoder=encoder,
+            arch=arch, encoder=encoder, soft_labels_in=soft_labels_in,
             epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
             optimizer=optimizer, schedule=schedule, warmup_epochs=warmup_epochs,
             label_smoothing=label_smoothing, class_weights=_none(class_weights),
@@ -289,6 +291,7 @@ def compare(
     class_weights: ClassWeights = "none",
     weight_mode: WeightMode = "pixel",
     workers: int = 2,
+    soft_labels_in: Annotated[str, typer.Option(help=SOFT_LABELS_IN)] = "auto",
     device: str = "auto",
     train_split: Annotated[
         str,
@@ -308,13 +311,13 @@ def compare(
     from .study.grid import check_settings, grid, load_results, run_grid
     from .study.plots import plot_class_gains, plot_miou_vs_compute, plot_miou_vs_factor
     from .study.stats import summarize
-    from .train.config import CHECKPOINT, TrainConfig, same_path
+    from .train.config import CHECKPOINT, WHERE_IT_RUNS, TrainConfig, same_path
 
     try:  # everything is checked before anything is written or trained
         base = TrainConfig(
             dataset=dataset, root=root, arch=arch, encoder=encoder, epochs=epochs,
             batch_size=batch_size, lr=lr, scale=tuple(scale), rotation=rotation,
-            image_kernel=image_kernel,
+            image_kernel=image_kernel, soft_labels_in=soft_labels_in,
             class_weights=_none(class_weights), weight_mode=weight_mode, workers=workers,
             device=device, train_split=train_split, val_split=None, limit_train=limit_train,
         )  # fmt: skip
@@ -323,7 +326,7 @@ def compare(
             _split(seeds, int, "--seeds"),
         )  # fmt: skip
         # every setting but where it runs and what each cell sets: cells must be comparable
-        shared = {k: v for k, v in asdict(base).items() if k not in ("workers", "device")}
+        shared = {k: v for k, v in asdict(base).items() if k not in WHERE_IT_RUNS}
         settings = dict(
             out_dir=out, settings={**shared, "max_pixels": max_pixels, "eval_split": eval_split},
             defaults=asdict(TrainConfig.from_dict({})),  # what a grid that lacks a key meant

@@ -32,7 +32,9 @@ __all__ = [
     "IMPLIED_WHEN_MISSING",
     "MAY_CHANGE_ON_RESUME",
     "METRICS_LOG",
+    "SOFT_LABELS_IN",
     "TrainConfig",
+    "WHERE_IT_RUNS",
     "config_differences",
     "describe_differences",
     "read_checkpoint",
@@ -50,7 +52,14 @@ METRICS_LOG = "metrics.jsonl"
 
 #: What a config written before an option existed meant: the behaviour of the code back then, not
 #: today's default (weight_mode was "class" until the CamVid study showed it cost soft labels).
-IMPLIED_WHEN_MISSING: dict[str, Any] = {"weight_mode": "class"}
+IMPLIED_WHEN_MISSING: dict[str, Any] = {"weight_mode": "class", "soft_labels_in": "worker"}
+
+#: The fields that say where a run executes, not what it learns: cells of one study may differ.
+WHERE_IT_RUNS = frozenset({"workers", "device", "soft_labels_in"})
+
+#: Where soft labels are made: in the data-loader workers, in the training step on the model's
+#: device, or "auto" (the step on CUDA, the workers on the CPU).
+SOFT_LABELS_IN = ("worker", "step", "auto")
 
 #: The fields a resumed run may change. ``epochs``: raising it extends a finished run. The rest
 #: say where or how fast the run executes, not what it learns: the run directory's own path
@@ -58,8 +67,11 @@ IMPLIED_WHEN_MISSING: dict[str, Any] = {"weight_mode": "class"}
 #: CUDA's deterministic kernels, and how often and on how many images it validates. ``amp`` is
 #: compared (it changes the numerics of every step), as is everything about data, model, loss,
 #: optimiser and schedule. ``root`` is compared as the directory it resolves to.
+#: ``soft_labels_in`` moves the same soft labels from the workers to the step (equal to float32
+#: rounding, not bit for bit: a resume that changes it continues the run up to that rounding).
 MAY_CHANGE_ON_RESUME = frozenset(
     {"epochs", "out", "workers", "device", "compile", "deterministic", "eval_every", "limit_val"}
+    | {"soft_labels_in"}
 )
 
 
@@ -104,6 +116,7 @@ class TrainConfig:
     weight_mode: str = "pixel"  # how class weights meet soft labels: "pixel" or "class"
     seed: int = 0
     workers: int = 2
+    soft_labels_in: str = "auto"  # "worker", "step" or "auto" (missing: "worker")
     device: str = "auto"
     amp: bool = False
     compile: bool = False
@@ -178,6 +191,10 @@ def _check_config(cfg: TrainConfig) -> None:
     ok = len(lo_hi) == 2 and all(_is_real(v) and v > 0 for v in lo_hi) and lo_hi[0] <= lo_hi[1]
     _need(ok, "scale", lo_hi, "a range (low, high) with 0 < low <= high")
     _need(isinstance(cfg.dataset_options, dict), "dataset_options", cfg.dataset_options, "a dict")
+    where = cfg.soft_labels_in
+    _need(where in SOFT_LABELS_IN, "soft_labels_in", where, f"one of {SOFT_LABELS_IN}")
+    ok = not (where == "step" and cfg.labels == "soft" and cfg.rotation > 0)
+    _need(ok, "soft_labels_in", where, "'worker' or 'auto' with `rotation` > 0 (warped in workers)")
     _check_device_name(cfg.device)
 
 

@@ -2,36 +2,50 @@
 
 Every augmentation is a function of (seed, epoch, index) only (:class:`AugmentedDataset`), whatever
 the worker that makes it: that is what lets a killed run resume exactly.
+
+Soft labels are made either in the data-loader workers, sample by sample, or in the training step
+on the model's device (``TrainConfig.soft_labels_in``): the workers then ship each sample's integer
+label window (:class:`~softseg.train.transforms.LabelWindow`), :func:`collate_samples` pads them
+into one batch, and :func:`soft_from_windows` makes the whole batch with one
+:func:`softseg.ops.batch.soft_resized_crop_batch` call, then flips and keeps the top-k as the
+workers would: the same targets to float32 rounding.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from ..data import DatasetInfo, build_dataset
+from ..ops.batch import soft_resized_crop_batch
+from ..ops.sparse import topk_soft_labels
 from .config import TrainConfig
 from .losses import median_frequency_weights
 from .runtime import DistInfo
-from .transforms import TrainTransform, sample_generator
+from .targets import Target
+from .transforms import LabelWindow, TrainTransform, sample_generator
 
 __all__ = [
     "CLASS_WEIGHTS",
     "AugmentedDataset",
     "FirstN",
+    "LabelWindows",
     "TrainData",
     "build_data",
     "class_weights",
+    "collate_samples",
     "default_crop",
     "label_mass",
     "load_split",
     "require_labels",
+    "soft_from_windows",
+    "soft_in_step",
     "train_transform",
     "training_crop",
 ]
@@ -141,14 +155,68 @@ def training_crop(cfg: TrainConfig, ds: Dataset, divisor: int) -> tuple[int, int
     return crop
 
 
-def train_transform(cfg: TrainConfig, info: DatasetInfo, crop: tuple[int, int]) -> TrainTransform:
-    """The augmentation ``cfg`` asks for, producing ``crop``-sized windows."""
+def train_transform(
+    cfg: TrainConfig, info: DatasetInfo, crop: tuple[int, int], in_step: bool = False
+) -> TrainTransform:
+    """The augmentation ``cfg`` asks for, producing ``crop``-sized windows; ``in_step``: soft
+    labels shipped as label windows, made in the training step (see :func:`soft_in_step`)."""
     return TrainTransform(
         info.num_classes, cfg.factor, crop, label_method=cfg.labels,
         image_kernel=cfg.image_kernel, label_kernel=cfg.label_kernel, antialias=cfg.antialias,
         scale_range=cfg.scale, hflip=cfg.hflip, jitter=cfg.jitter, topk=cfg.topk,
-        ignore_index=info.ignore_index, rotation=cfg.rotation,
+        ignore_index=info.ignore_index, rotation=cfg.rotation, soft_in_step=in_step,
     )  # fmt: skip
+
+
+def soft_in_step(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether the run makes its soft labels in the training step: ``soft_labels_in`` "step",
+    or "auto" on CUDA (on the CPU the step would take the time from the model that the workers
+    spend in parallel). Hard labels, and rotated soft labels under "auto", stay in the workers."""
+    if cfg.labels != "soft" or cfg.soft_labels_in == "worker":
+        return False
+    if cfg.soft_labels_in == "step":
+        return True  # the config refuses "step" with a rotation
+    return device.type == "cuda" and cfg.rotation == 0
+
+
+class LabelWindows(NamedTuple):
+    """A batch of :class:`~softseg.train.transforms.LabelWindow`: ``windows`` ``(N, H, W)``
+    integer, zero-padded (the padding is never read), ``sizes`` ``(N, 2)`` each window's true
+    ``(h, w)``, ``boxes`` ``(N, 4)`` float64 in window pixels, ``flips`` ``(N,)`` bool."""
+
+    windows: torch.Tensor
+    sizes: torch.Tensor
+    boxes: torch.Tensor
+    flips: torch.Tensor
+
+
+def collate_samples(batch: list[tuple[torch.Tensor, Any]]) -> tuple[torch.Tensor, Any]:
+    """The loader's batch: torch's default, or, for samples carrying label windows, the images
+    stacked and the windows padded into :class:`LabelWindows`."""
+    if not isinstance(batch[0][1], LabelWindow):
+        return default_collate(batch)
+    samples = [y for _, y in batch]
+    sizes = torch.tensor([tuple(y.window.shape) for y in samples], dtype=torch.int64)
+    h, w = (int(v) for v in sizes.max(0).values)
+    windows = torch.zeros(len(samples), h, w, dtype=samples[0].window.dtype)
+    for n, y in enumerate(samples):
+        windows[n, : y.window.shape[0], : y.window.shape[1]] = y.window
+    boxes = torch.stack([y.box for y in samples])
+    flips = torch.stack([y.flip for y in samples])
+    return torch.stack([x for x, _ in batch]), LabelWindows(windows, sizes, boxes, flips)
+
+
+def soft_from_windows(t: TrainTransform, y: LabelWindows, device: torch.device) -> Target:
+    """The batch's soft targets on ``device``, as the workers would have made them with ``t``
+    (soft ``(N, C, h, w)``, or the top-k ``(indices, weights)``): one batched resampling of the
+    windows, then each sample's flip, then the top-k."""
+    soft = soft_resized_crop_batch(
+        y.windows.to(device, non_blocking=True), y.boxes, t.crop_size, t.num_classes,
+        sizes=y.sizes, ignore_index=t.ignore_index, resampler=t.label_resampler,
+    )  # fmt: skip
+    flips = y.flips.to(device).view(-1, 1, 1, 1)
+    soft = torch.where(flips, soft.flip(-1), soft)
+    return soft if t.topk is None else topk_soft_labels(soft, t.topk)
 
 
 @dataclass
@@ -184,7 +252,8 @@ def build_data(
     """Augmented, sharded training batches of ``train_ds`` in windows fitting the model's
     ``divisor``; refuses a split too small for one batch per process."""
     crop = training_crop(cfg, train_ds, divisor)
-    samples = AugmentedDataset(train_ds, train_transform(cfg, train_ds.info, crop), cfg.seed)
+    transform = train_transform(cfg, train_ds.info, crop, soft_in_step(cfg, device))
+    samples = AugmentedDataset(train_ds, transform, cfg.seed)
     sampler = DistributedSampler(
         samples, num_replicas=di.world, rank=di.rank, shuffle=True, seed=cfg.seed, drop_last=True
     )
@@ -194,6 +263,8 @@ def build_data(
             f"{len(samples)} training images give {per_rank} per process, fewer than one batch of "
             f"{cfg.batch_size}; lower `batch_size`"
         )
-    loader_kw = dict(batch_size=cfg.batch_size, sampler=sampler, drop_last=True)
+    loader_kw = dict(
+        batch_size=cfg.batch_size, sampler=sampler, drop_last=True, collate_fn=collate_samples
+    )
     loader_kw |= dict(num_workers=cfg.workers, pin_memory=device.type == "cuda")
     return TrainData(samples, sampler, loader_kw, per_rank // cfg.batch_size, val_ds)

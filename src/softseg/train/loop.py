@@ -42,7 +42,16 @@ from .config import (
     write_dataset_info,
 )
 from .evaluate import build_model, evaluate_model
-from .inputs import TrainData, build_data, class_weights, label_mass, load_split, require_labels
+from .inputs import (
+    LabelWindows,
+    TrainData,
+    build_data,
+    class_weights,
+    label_mass,
+    load_split,
+    require_labels,
+    soft_from_windows,
+)
 from .losses import SoftCrossEntropy
 from .models import required_divisor
 from .runtime import (
@@ -253,10 +262,17 @@ class _Session:
         return Path(self.cfg.out) / CHECKPOINT
 
 
+def _targets(s: _Session, y: Any) -> Any:
+    """The batch's targets on the device; soft labels shipped as label windows are made here."""
+    if isinstance(y, LabelWindows):
+        return soft_from_windows(s.data.samples.transform, y, s.device)
+    return tuple(t.to(s.device) for t in y) if isinstance(y, (tuple, list)) else y.to(s.device)
+
+
 def _train_step(s: _Session, x: torch.Tensor, y: Any, epoch: int, step: int) -> torch.Tensor:
-    """Forward, loss, backward and optimiser step on one batch; returns the batch's loss."""
+    """Forward, loss, backward and optimiser step on one batch (targets on the device already);
+    returns the batch's loss."""
     x = x.to(s.device, non_blocking=True)
-    y = tuple(t.to(s.device) for t in y) if isinstance(y, (tuple, list)) else y.to(s.device)
     with torch.autocast("cuda", dtype=s.amp_dtype) if s.cfg.amp else nullcontext():
         logits = s.net(x)
     try:
@@ -288,6 +304,7 @@ def _train_epoch(s: _Session, epoch: int) -> dict[str, Any]:
         unit="batch", leave=False,
     )  # fmt: skip
     for step, (x, y) in enumerate(bar):
+        y = _targets(s, y)
         loss = _train_step(s, x, y, epoch, step)
         loss_sum += loss.detach()
         if epoch == 0:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -24,6 +24,7 @@ import torchvision.transforms.v2.functional as TF
 
 from ..ops.baselines import mode_resized_crop, nearest_resized_crop
 from ..ops.grids import resized_warp_grid, rotation_affine
+from ..ops.kernels import Resampler, axis_weights
 from ..ops.resample import resized_crop_image, soft_resized_crop
 from ..ops.sparse import topk_soft_labels
 from ..ops.warp import MODES as WARP_MODES
@@ -77,6 +78,57 @@ def resample_label(
     if method == "mode":
         return mode_resized_crop(label, *box, size, num_classes, ignore_index=ignore_index).long()
     raise ValueError(f"label method must be one of {LABEL_METHODS}, got {method!r}")
+
+
+class LabelWindow(NamedTuple):
+    """What a worker ships when soft labels are made in the training step (``soft_in_step``):
+    the integer label pixels the crop's filter reads, the box relative to them, and the flip.
+
+    ``window`` ``(h, w)`` in the label's dtype (``uint8`` is 20-150x smaller than the ``(C, h, w)``
+    float soft label), ``box`` ``(4,)`` float64 ``(top, left, height, width)`` in window pixels,
+    ``flip`` a 0-d bool tensor: flip the soft label after resampling, as the worker path does.
+    """
+
+    window: torch.Tensor
+    box: torch.Tensor
+    flip: torch.Tensor
+
+
+#: Extra input pixels kept on each side of a window's taps: the filter's whole support is
+#: already inside the taps; the margin only guards float ties at a tap's edge.
+WINDOW_MARGIN = 2
+
+
+def _tap_span(n_in: int, n_out: int, start: float, length: float, rs: Resampler) -> tuple[int, int]:
+    """The input range ``[lo, hi)`` that every tap of the box's band lies in, widened by
+    :data:`WINDOW_MARGIN` within ``[0, n_in)``. A box reaching past the border has taps clipped to
+    it, so the range then reaches the border and the window keeps the frame's border handling."""
+    index = axis_weights(n_in, n_out, start=start, length=length, resampler=rs).index
+    lo = max(0, int(index.min()) - WINDOW_MARGIN)
+    return lo, min(n_in, int(index.max()) + 1 + WINDOW_MARGIN)
+
+
+def label_window(
+    label: torch.Tensor,
+    box: tuple[float, float, float, float],
+    size: tuple[int, int],
+    resampler: Resampler,
+) -> tuple[torch.Tensor, tuple[float, float, float, float]]:
+    """The part of ``label`` ``(H, W)`` that ``soft_resized_crop(label, *box, size, ...)`` reads
+    (a copy) and the box relative to it: the same soft label, up to float32 rounding, comes from
+    the window and the shifted box, because every tap lies inside the window, and the window ends
+    where the frame does whenever a tap is clipped to the frame's border.
+
+    >>> label = torch.arange(100).view(10, 10) % 3
+    >>> window, rel = label_window(label, (4.0, 4.0, 2.0, 2.0), (1, 1), Resampler())
+    >>> tuple(window.shape), rel  # taps 3..6 (the antialiased filter), then the margin of 2
+    ((8, 8), (3.0, 3.0, 2.0, 2.0))
+    """
+    top, left, height, width = box
+    r0, r1 = _tap_span(label.shape[-2], size[0], top, height, resampler)
+    c0, c1 = _tap_span(label.shape[-1], size[1], left, width, resampler)
+    # integer offsets: the shifted box is exact in float64
+    return label[r0:r1, c0:c1].clone(), (top - r0, left - c0, height, width)
 
 
 def supersampling(box: tuple[float, float, float, float], size: tuple[int, int], cap: int) -> int:
@@ -161,6 +213,10 @@ class TrainTransform:
             ``antialias`` the warp is supersampled by the shrink factor (capped at
             ``max_supersample``) and average-pooled, for image and soft label alike.
         max_supersample: the cap on that supersampling (per axis).
+        soft_in_step: ship a :class:`LabelWindow` for ``soft`` labels instead of the soft label
+            (or its top-k): the training step makes the whole batch's soft labels at once
+            (:func:`softseg.train.inputs.soft_from_windows`), flip and top-k included. Every
+            random draw is the same as without it. Not with ``rotation`` > 0.
     """
 
     num_classes: int
@@ -177,6 +233,7 @@ class TrainTransform:
     ignore_index: int = 255
     rotation: float = 0.0
     max_supersample: int = 4
+    soft_in_step: bool = False
 
     def __post_init__(self) -> None:
         if self.label_method not in LABEL_METHODS:
@@ -196,6 +253,12 @@ class TrainTransform:
             raise ValueError(f"max_supersample must be an int >= 1, got {self.max_supersample!r}")
         if self.rotation > 0:
             _check_warp(self.label_method, self.image_kernel, self.label_kernel)
+        if self.soft_in_step and (self.label_method != "soft" or self.rotation > 0):
+            raise ValueError(
+                "soft_in_step makes axis-aligned soft labels in the training step: it needs "
+                f"label_method 'soft' and rotation 0, got {self.label_method!r} and "
+                f"{self.rotation!r} (the rotated warp is made in the workers)"
+            )
 
     def sample_box(self, height: int, width: int, g: torch.Generator):
         """The random crop box in input pixels for a ``height x width`` frame."""
@@ -221,6 +284,7 @@ class TrainTransform:
             )
         box = self.sample_box(*label.shape[-2:], g)
         flip = self.hflip and bool(torch.rand(1, generator=g) < 0.5)
+        flip_label, topk = True, self.topk
         if self.rotation > 0:  # only then a draw: rotation-free samples stay as they were
             angle = self.rotation * (2.0 * float(torch.rand(1, generator=g)) - 1.0)
             s = supersampling(box, self.crop_size, self.max_supersample) if self.antialias else 1
@@ -230,6 +294,14 @@ class TrainTransform:
                 label_kernel=self.label_kernel, supersample=s, fill=MEAN,
                 ignore_index=self.ignore_index,
             )  # fmt: skip
+        elif self.soft_in_step:
+            x = resized_crop_image(
+                _to_unit(image), *box, self.crop_size,
+                kernel=self.image_kernel, antialias=self.antialias, fill=MEAN,
+            )  # fmt: skip
+            window, rel = label_window(label, box, self.crop_size, self.label_resampler)
+            y = LabelWindow(window, torch.tensor(rel, dtype=torch.float64), torch.tensor(flip))
+            flip_label, topk = False, None  # both done in the step, after the batched op
         else:
             x = resized_crop_image(
                 _to_unit(image), *box, self.crop_size,
@@ -241,12 +313,19 @@ class TrainTransform:
                 ignore_index=self.ignore_index,
             )  # fmt: skip
         if flip:
-            x, y = x.flip(-1), y.flip(-1)
+            x = x.flip(-1)
+            y = y.flip(-1) if flip_label else y
         if self.jitter > 0:
             x = _jitter(x.clamp(0.0, 1.0), self.jitter, g)
-        if self.topk is not None and self.label_method == "soft":
-            y = topk_soft_labels(y, self.topk)
+        if topk is not None and self.label_method == "soft":
+            y = topk_soft_labels(y, topk)
         return normalize(x), y
+
+    @property
+    def label_resampler(self) -> Resampler:
+        """The resampler of the soft labels (torch convention), as the worker path uses it."""
+        kernel = self.label_kernel or self.image_kernel
+        return Resampler.resolve(None, kernel=kernel, antialias=self.antialias)
 
 
 def _check_warp(method: str, image_kernel: str, label_kernel: str | None) -> None:
