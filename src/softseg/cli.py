@@ -211,6 +211,10 @@ def eval_(
     json_path: Annotated[str | None, typer.Option("--json", help="Write the scores here.")] = None,
     device: str = "auto",
     limit: Annotated[int | None, typer.Option(help="Score only the first N images.")] = None,
+    prior_correction: Annotated[
+        float,
+        typer.Option(help="Decode with the training labels' class prior divided out (0-1)."),
+    ] = 0.0,
 ) -> None:
     """Score a run's checkpoint at the original label resolution; prints a per-class table."""
     from .atomic import atomic_write_text
@@ -218,14 +222,9 @@ def eval_(
 
     try:
         result = evaluate_run(
-            run_dir,
-            dataset=dataset,
-            root=root,
-            split=split,
-            factor=factor,
-            device=device,
-            limit=limit,
-        )
+            run_dir, dataset=dataset, root=root, split=split, factor=factor, device=device,
+            limit=limit, prior_correction=prior_correction,
+        )  # fmt: skip
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
     _print_table(result)

@@ -65,11 +65,13 @@ def evaluate_model(
     dist_info: DistInfo | None = None,
     progress: bool = True,
     desc: str = "eval",
+    logit_offset: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Score ``model`` on ``ds`` at the original label resolution (logits up-sampled to the label).
 
     With ``dist_info`` of several processes each scores every ``world``-th image and the counts
-    are summed; every process returns the same scores.
+    are summed; every process returns the same scores. ``logit_offset`` ``(C,)`` is added to every
+    pixel's logits before scoring (see :func:`prior_offset`).
     """
     dist_info = dist_info or DistInfo()
     info = ds.info
@@ -83,13 +85,46 @@ def evaluate_model(
     for i in bar:
         image, label, _ = ds[i]
         x, y = transform(image, label)
-        logits = predict_logits(model, x[None].to(device), divisor)
-        metrics.update(logits.float(), y[None].to(device))
+        logits = predict_logits(model, x[None].to(device), divisor).float()
+        if logit_offset is not None:
+            logits = logits + logit_offset.to(logits.device).view(1, -1, 1, 1)
+        metrics.update(logits, y[None].to(device))
     metrics.all_reduce()
     model.train(was_training)
     result = metrics.compute()
     result["n_images"] = len(ds)
     return result
+
+
+def class_frequencies(ds: Dataset, progress: bool = False) -> torch.Tensor:
+    """Share ``(C,)`` float64 of each class among the labelled pixels of ``ds`` (full resolution)."""
+    info = ds.info
+    counts = torch.zeros(info.num_classes, dtype=torch.float64)
+    for i in tqdm(range(len(ds)), desc="class frequencies", disable=not progress, leave=False):
+        flat = ds[i][1].reshape(-1).long()
+        flat = flat[flat != info.ignore_index]
+        counts += torch.bincount(flat, minlength=info.num_classes).double()
+    if counts.sum() == 0:
+        raise ValueError("no labelled pixel: class frequencies are undefined")
+    return counts / counts.sum()
+
+
+def prior_offset(frequencies: torch.Tensor, strength: float) -> torch.Tensor:
+    """Logit offsets ``-strength * log(prior)`` that decode with the class prior divided out.
+
+    A model trained on labels whose classes occur with ``prior`` predicts ``p(c | x)`` under that
+    prior; ``argmax_c [z_c - log prior_c]`` is the decision of a model whose classes were equally
+    likely a priori (logit adjustment, Menon et al. 2021), which favours rare, thin classes such as
+    pole. ``strength`` 0 changes nothing, 1 divides the prior out fully. Classes absent from the
+    training labels get no offset.
+
+    >>> prior_offset(torch.tensor([0.5, 0.25, 0.25, 0.0]), 1.0).tolist()  # doctest: +ELLIPSIS
+    [0.6931..., 1.3862..., 1.3862..., 0.0]
+    """
+    if not (math.isfinite(strength) and strength >= 0):
+        raise ValueError(f"`strength` must be a finite number >= 0, got {strength!r}")
+    logs = frequencies.double().clamp(min=1e-300).log()
+    return torch.where(frequencies > 0, -strength * logs, 0.0).float()
 
 
 def load_run(
@@ -148,11 +183,14 @@ def evaluate_run(
     device: str = "auto",
     limit: int | None = None,
     progress: bool = True,
+    prior_correction: float = 0.0,
 ) -> dict[str, Any]:
     """Score a run's checkpoint on a split (dataset, root and factor default to the run's own).
 
-    Returns :meth:`SegmentationMetrics.compute`'s scores plus ``run``, ``dataset``, ``split``,
-    ``factor``, ``epoch`` (of the checkpoint) and ``labels`` (the run's label method).
+    ``prior_correction`` > 0 decodes with the training split's class prior divided out to that
+    strength (:func:`prior_offset`; needs the run's training data). Returns
+    :meth:`SegmentationMetrics.compute`'s scores plus ``run``, ``dataset``, ``split``, ``factor``,
+    ``epoch`` (of the checkpoint), ``labels`` (the run's label method) and ``prior_correction``.
     """
     if factor is not None and not (
         isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0
@@ -164,9 +202,15 @@ def evaluate_run(
     data_cfg = replace(cfg, dataset=dataset or cfg.dataset, root=root or cfg.root)
     ds = load_split(data_cfg, split, limit)
     _check_classes(ds.info, run_dir, state, f"split {split!r} of {data_cfg.dataset}")
+    if not (math.isfinite(prior_correction) and prior_correction >= 0):
+        raise ValueError(f"`prior_correction` must be a number >= 0, got {prior_correction!r}")
+    offset = None
+    if prior_correction:
+        train_ds = load_split(cfg, cfg.train_split, cfg.limit_train)
+        offset = prior_offset(class_frequencies(train_ds, progress), prior_correction)
     result = evaluate_model(
         model, ds, factor or cfg.factor, image_kernel=cfg.image_kernel, antialias=cfg.antialias,
-        device=dev, dist_info=di, progress=progress, desc=f"eval {split}",
+        device=dev, dist_info=di, progress=progress, desc=f"eval {split}", logit_offset=offset,
     )  # fmt: skip
     result |= {
         "run": str(run_dir),
@@ -175,6 +219,7 @@ def evaluate_run(
         "factor": factor or cfg.factor,
         "epoch": int(state["epoch"]) + 1,
         "labels": cfg.labels,
+        "prior_correction": prior_correction,
     }
     return result
 
