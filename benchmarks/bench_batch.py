@@ -17,13 +17,13 @@ the inputs.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from peak_memory import peak_bytes
 
 from softseg.ops.batch import soft_resized_crop_batch
 from softseg.ops.resample import soft_resized_crop
@@ -117,41 +117,11 @@ SIDES = {"softseg batch": ours, "loop": loop, "one-hot": onehot}
 
 
 # --------------------------------------------------------------------------- measurements
-def _memory_kib():
-    with open("/proc/self/status") as f:
-        fields = dict(line.split(":", 1) for line in f if ":" in line)
-    return {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM")}
-
-
-def _cpu_peak(side, case, batch, queue):
-    torch.set_num_threads(1)
-    labels = make_labels(case, batch, "cpu")
+def prepare_call(side, case, batch, device):
+    """Inputs of one side on ``device`` and the call whose peak memory is measured."""
+    labels = make_labels(case, batch, device)
     boxes = draw_boxes(labels, case, 0)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # restart the peak resident set from the current one
-    before = _memory_kib()["VmRSS"]
-    SIDES[side](labels, boxes, case)
-    queue.put((_memory_kib()["VmHWM"] - before) * 1024)
-
-
-def peak_bytes(side, case, batch, device):
-    if device == "cuda":
-        labels = make_labels(case, batch, device)
-        boxes = draw_boxes(labels, case, 0)
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        out = SIDES[side](labels, boxes, case)
-        torch.cuda.synchronize()
-        del out
-        return torch.cuda.max_memory_allocated() - base
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_cpu_peak, args=(side, case, batch, queue))
-    child.start()
-    value = queue.get(timeout=1800)
-    child.join()
-    return value
+    return lambda: SIDES[side](labels, boxes, case)
 
 
 def timings(case, batch, device, repeat):
@@ -193,7 +163,10 @@ def main():
         t, diffs = timings(case, args.batch, args.device, args.repeat)
         mem = {}
         if not args.no_memory:
-            mem = {name: peak_bytes(name, case, args.batch, args.device) for name in SIDES}
+            mem = {
+                name: peak_bytes(prepare_call, (name, case, args.batch, args.device), args.device)
+                for name in SIDES
+            }
         for name in SIDES:
             row = f"{case:<12}{name:<15}{t[name] * 1e3:>9.1f}{t[name] / t['softseg batch']:>8.2f}"
             if mem:

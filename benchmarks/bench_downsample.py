@@ -14,12 +14,12 @@ so that neither side profits from memory the allocator kept from the other; on C
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from peak_memory import peak_bytes
 
 from softseg.ops import Resampler
 from softseg.ops import resample as ops_resample
@@ -81,44 +81,11 @@ def ours(labels, size, num_classes, mode, antialias, fast):
 FUNCS = {"reference": reference, "softseg": ours}
 
 
-def _status_kib(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def _cpu_peak_child(which, case, mode, antialias, fast, queue):
-    torch.set_num_threads(1)
+def prepare_call(which, case, mode, antialias, fast, device):
+    """Inputs of one side on ``device`` and the call whose peak memory is measured."""
     shape, size, classes = CASES[case]
-    labels = street_like_labels(shape, classes)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the peak resident set to the current one
-    before = _status_kib("VmRSS")
-    FUNCS[which](labels, size, classes, mode, antialias, fast)
-    queue.put((_status_kib("VmHWM") - before) * 1024)
-
-
-def peak_extra_bytes(which, case, mode, antialias, device, fast):
-    if device == "cuda":
-        shape, size, classes = CASES[case]
-        labels = street_like_labels(shape, classes).cuda()
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        out = FUNCS[which](labels, size, classes, mode, antialias, fast)
-        torch.cuda.synchronize()
-        peak = torch.cuda.max_memory_allocated() - base
-        del out
-        return peak
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_cpu_peak_child, args=(which, case, mode, antialias, fast, queue))
-    child.start()
-    value = queue.get(timeout=600)
-    child.join()
-    return value
+    labels = street_like_labels(shape, classes).to(device)
+    return lambda: FUNCS[which](labels, size, classes, mode, antialias, fast)
 
 
 def median_times(case, mode, antialias, device, repeat, fast):
@@ -183,8 +150,14 @@ def main():
             if args.no_memory:
                 row += f"{'-':>9}{'-':>9}{'-':>10}"
             else:
-                ref_b = peak_extra_bytes("reference", case, mode, antialias, args.device, fast)
-                our_b = peak_extra_bytes("softseg", case, mode, antialias, args.device, fast)
+                ref_b = peak_bytes(
+                    prepare_call,
+                    ("reference", case, mode, antialias, fast, args.device),
+                    args.device,
+                )
+                our_b = peak_bytes(
+                    prepare_call, ("softseg", case, mode, antialias, fast, args.device), args.device
+                )
                 row += f"{ref_b / 2**20:>9.1f}{our_b / 2**20:>9.1f}{our_b / ref_b:>10.3f}"
             print(row + f"{err:>10.1e}", flush=True)
 

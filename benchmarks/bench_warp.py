@@ -15,12 +15,12 @@ reset before the call) in a fresh child process per measurement; on CUDA it is
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import statistics
 import time
 
 import torch
 import torch.nn.functional as F
+from peak_memory import peak_bytes
 
 from softseg.ops.grids import resized_warp_grid, rotation_affine
 from softseg.ops.warp import soft_grid_sample
@@ -80,40 +80,10 @@ def ours(labels, grid, num_classes, mode):
 FUNCS = {"reference": reference, "softseg": ours}
 
 
-def _memory_kib() -> dict[str, int]:
-    """Current (VmRSS) and peak (VmHWM) resident set of this process, in KiB."""
-    with open("/proc/self/status") as f:
-        fields = dict(line.split(":", 1) for line in f if ":" in line)
-    return {key: int(fields[key].split()[0]) for key in ("VmRSS", "VmHWM")}
-
-
-def _cpu_peak_child(which, case, mode, queue):
-    torch.set_num_threads(1)
-    labels, grid, classes = make_inputs(case)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # the peak resident set restarts from the current one
-    before = _memory_kib()["VmRSS"]
-    FUNCS[which](labels, grid, classes, mode)
-    queue.put((_memory_kib()["VmHWM"] - before) * 1024)
-
-
-def peak_extra_bytes(which, case, mode, device):
-    if device == "cuda":
-        labels, grid, classes = make_inputs(case, device)
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        out = FUNCS[which](labels, grid, classes, mode)
-        torch.cuda.synchronize()
-        del out
-        return torch.cuda.max_memory_allocated() - base
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    child = ctx.Process(target=_cpu_peak_child, args=(which, case, mode, queue))
-    child.start()
-    value = queue.get(timeout=600)
-    child.join()
-    return value
+def prepare_call(which, case, mode, device):
+    """Inputs of one side on ``device`` and the call whose peak memory is measured."""
+    labels, grid, classes = make_inputs(case, device)
+    return lambda: FUNCS[which](labels, grid, classes, mode)
 
 
 def median_times(case, mode, device, repeat):
@@ -159,8 +129,10 @@ def main():
             if args.no_memory:
                 row += f"{'-':>9}{'-':>9}{'-':>10}"
             else:
-                ref_b = peak_extra_bytes("reference", case, mode, args.device)
-                our_b = peak_extra_bytes("softseg", case, mode, args.device)
+                ref_b = peak_bytes(
+                    prepare_call, ("reference", case, mode, args.device), args.device
+                )
+                our_b = peak_bytes(prepare_call, ("softseg", case, mode, args.device), args.device)
                 row += f"{ref_b / 2**20:>9.1f}{our_b / 2**20:>9.1f}{our_b / ref_b:>10.3f}"
             print(row + f"{err:>10.1e}", flush=True)
 
