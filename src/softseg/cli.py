@@ -149,6 +149,7 @@ def train(
     """Train a model with soft, nearest or mode labels at a reduced resolution."""
     from .train.config import TrainConfig
     from .train.loop import train as run_training
+    from .train.runtime import finish_distributed
 
     try:
         cfg = TrainConfig(
@@ -167,8 +168,8 @@ def train(
         record = run_training(cfg, resume=resume)
     except (ValueError, FileExistsError, FileNotFoundError, FloatingPointError) as err:
         _fail(err)
-    shown = {k: v for k, v in record.items() if k != "val_per_class"}
-    typer.echo(json.dumps(shown, indent=2))
+    finish_distributed()
+    typer.echo(json.dumps({k: v for k, v in record.items() if k != "val_per_class"}, indent=2))
 
 
 def _none(value: str) -> str | None:

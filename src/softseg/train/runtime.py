@@ -102,6 +102,13 @@ def init_distributed(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def finish_distributed() -> None:
+    """Leave the process group together: without it, gloo may abort a process whose peer exited."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The plain module inside ``torch.compile`` and ``DistributedDataParallel`` wrappers."""
     model = getattr(model, "_orig_mod", model)  # torch.compile
