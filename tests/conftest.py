@@ -167,3 +167,16 @@ def label_maps(draw, max_hw: int = 40, max_classes: int = 6, ignore: bool = True
 
 
 sizes = st.tuples(st.integers(1, 40), st.integers(1, 40))
+
+
+#: A training run small enough for a test: synthetic scenes, the tiny model, two epochs.
+SMALL_RUN = dict(
+    dataset="synthetic",
+    dataset_options={"num_images": 8, "size": (48, 96)},
+    factor=2.0,
+    arch="tiny",
+    batch_size=4,
+    workers=0,
+    epochs=2,
+    scale=(0.75, 1.25),
+)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import SMALL_RUN
 from softseg.data import build_dataset
 from softseg.ops.sparse import dense_from_topk
 from softseg.train.config import TrainConfig, config_differences
@@ -14,17 +15,7 @@ from softseg.train.inputs import LabelWindows, collate_samples, soft_from_window
 from softseg.train.loop import train
 from softseg.train.transforms import LabelWindow, TrainTransform, sample_generator
 
-SMALL = dict(
-    dataset="synthetic",
-    dataset_options={"num_images": 8, "size": (48, 96)},
-    factor=2.0,
-    arch="tiny",
-    batch_size=4,
-    workers=0,
-    epochs=2,
-    scale=(0.75, 1.25),
-    val_split=None,
-)
+SMALL = SMALL_RUN | {"val_split": None}
 C = 5
 #: torch computes source coordinates in float32 (so does softseg, to match it): a box shifted to
 #: its window's origin rounds them apart by up to an ulp of a frame coordinate (~4e-6 at 60 px)

@@ -15,21 +15,12 @@ import torch
 from typer.testing import CliRunner
 
 import softseg.train.loop as loop
+from conftest import SMALL_RUN as SMALL
 from softseg.cli import app
 from softseg.train.config import TrainConfig, config_differences
 from softseg.train.evaluate import evaluate_run
 from softseg.train.loop import open_run, train
 
-SMALL = dict(
-    dataset="synthetic",
-    dataset_options={"num_images": 8, "size": (48, 96)},
-    factor=2.0,
-    arch="tiny",
-    batch_size=4,
-    workers=0,
-    epochs=2,
-    scale=(0.75, 1.25),
-)
 LEGACY_RUN = Path(__file__).parent / "fixtures" / "legacy_v0_1" / "run"  # written by v0.1
 CLI_DATA = [
     "--dataset",

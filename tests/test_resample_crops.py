@@ -192,6 +192,20 @@ def test_image_fill_equals_explicit_padding(
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-5)
 
 
+def covering_crop(lab_c, size, conv_kernel, antialias, data):
+    """A box reaching past the image (integer for PIL, whose box must be whole pixels there) and
+    the soft crop of it."""
+    lab, C = lab_c
+    H, W = lab.shape
+    convention, kernel = conv_kernel
+    draw = integer_outer_boxes if convention == "pil" else covering_boxes
+    box = data.draw(draw(H, W))
+    out = softseg.soft_resized_crop(
+        lab, *box, size, C, kernel=kernel, antialias=antialias, convention=convention
+    )
+    return box, out
+
+
 @SETTINGS
 @given(
     lab_c=label_maps(max_hw=25, ignore=False),
@@ -204,14 +218,7 @@ def test_label_mass_outside_the_image_is_lost(lab_c, size, conv_kernel, antialia
     lab, C = lab_c
     H, W = lab.shape
     convention, kernel = conv_kernel
-    if convention == "pil":
-        top, left, height, width = data.draw(integer_outer_boxes(H, W))
-    else:
-        top, left, height, width = data.draw(covering_boxes(H, W))
-    out = softseg.soft_resized_crop(
-        lab, top, left, height, width, size, C, kernel=kernel, antialias=antialias,
-        convention=convention,
-    )  # fmt: skip
+    (top, left, height, width), out = covering_crop(lab_c, size, conv_kernel, antialias, data)
     outside, (t2, l2, h2, w2) = pad_to_box(np.zeros((H, W)), top, left, height, width, 1.0)
     # the outside fraction of every output pixel, resampled independently of softseg
     if convention == "pil":
@@ -242,14 +249,7 @@ def test_soft_crop_outside_equals_ignore_padding(lab_c, size, conv_kernel, antia
     lab, C = lab_c
     H, W = lab.shape
     convention, kernel = conv_kernel
-    if convention == "pil":
-        top, left, height, width = data.draw(integer_outer_boxes(H, W))
-    else:
-        top, left, height, width = data.draw(covering_boxes(H, W))
-    out = softseg.soft_resized_crop(
-        lab, top, left, height, width, size, C, kernel=kernel, antialias=antialias,
-        convention=convention,
-    )  # fmt: skip
+    (top, left, height, width), out = covering_crop(lab_c, size, conv_kernel, antialias, data)
     padded, (t2, l2, h2, w2) = pad_to_box(lab, top, left, height, width, IGNORE)
     if convention == "pil":
         raw = pil_soft_ref(padded, size, C, kernel, box=(l2, t2, l2 + w2, t2 + h2))
