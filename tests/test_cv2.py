@@ -89,7 +89,8 @@ def test_fast_paths_equal_the_reference(lab_c, size, kernel):
     rs = Resampler(kernel, convention="cv2")
     ref = softseg.ops.soft_downsample_reference(labels, size, C, resampler=rs)
     box = (0.0, 0.0, *map(float, lab.shape))
-    for fast in (FastPath("never"), FastPath("always"), FastPath("auto", block_bytes=1)):
+    paths = (FastPath("never"), FastPath("always"), FastPath("auto", block_bytes=1))
+    for fast in (*paths, FastPath(tap_path="always"), FastPath(tap_path="never")):
         out = R._soft_labels(labels, box, size, C, IGNORE, rs, fast)
         torch.testing.assert_close(out.double(), ref, atol=2e-6, rtol=0, msg=f"{fast}")
 

@@ -49,6 +49,41 @@ def test_check_label_values_accepts_classes_and_ignore(dtype):
     check_label_values(torch.zeros(0, 4, dtype=dtype), 3, None)  # nothing to check
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 255), min_size=1, max_size=12),
+    num_classes=st.integers(1, 255),
+    ignore_index=st.one_of(st.none(), st.integers(0, 300)),
+)
+def test_check_label_values_uint8_agrees_with_the_rule(values, num_classes, ignore_index):
+    """uint8 maps take a two-reduction shortcut (classes below, one ignore value above): it
+    must accept and refuse exactly what the definition does."""
+    labels = torch.tensor(values, dtype=torch.uint8).view(1, -1)
+    valid = all(v < num_classes or v == ignore_index for v in values)
+    if valid:
+        check_label_values(labels, num_classes, ignore_index)
+    else:
+        with pytest.raises(ValueError, match="outside"):
+            check_label_values(labels, num_classes, ignore_index)
+
+
+@pytest.mark.parametrize("num_classes", [1, 19, 150, 254, 255])
+@pytest.mark.parametrize("ignore_index", [19, 200, 254, 255])
+def test_check_label_values_uint8_edges(num_classes, ignore_index):
+    """The values next to the class range and to the ignore value, one by one."""
+    edges = {0, num_classes - 1, num_classes, ignore_index - 1, ignore_index, ignore_index + 1}
+    for value in edges:
+        if not 0 <= value <= 255:
+            continue
+        labels = torch.tensor([[0, value, min(ignore_index, 255)]], dtype=torch.uint8)
+        ok = all(v < num_classes or v == ignore_index for v in labels.flatten().tolist())
+        if ok:
+            check_label_values(labels, num_classes, ignore_index)
+        else:
+            with pytest.raises(ValueError, match="outside"):
+                check_label_values(labels, num_classes, ignore_index)
+
+
 def test_check_label_values_message():
     labels = torch.tensor([[0, 7, 7], [255, -2, 1]])
     message = (

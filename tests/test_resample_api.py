@@ -171,7 +171,8 @@ def test_fast_paths_equal_the_reference(lab_c, size, rs, crop, data):
                     [(-5, H), (-5, W), (0.5, H + 5), (0.5, W + 5)])  # fmt: skip
     ref = softseg.ops.soft_resized_crop_reference(labels, *box, size, C, resampler=rs)
     assert ref.dtype == torch.float64 and ref.shape == (C, *size)
-    for fast in (FastPath("never"), FastPath("always"), FastPath("auto", block_bytes=1)):
+    paths = (FastPath("never"), FastPath("always"), FastPath("auto", block_bytes=1))
+    for fast in (*paths, FastPath(tap_path="always"), FastPath(tap_path="never")):
         out = R._soft_labels(labels, box, size, C, IGNORE, rs, fast)
         torch.testing.assert_close(out.double(), ref, atol=2e-6, rtol=0, msg=f"{fast}")
     public = softseg.soft_resized_crop(labels, *box, size, C, resampler=rs)
@@ -208,6 +209,8 @@ def test_fast_path_settings_are_checked():
         FastPath("sometimes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"block_bytes must be positive, got 0"):
         FastPath(block_bytes=0)
+    with pytest.raises(ValueError, match="tap_path"):
+        FastPath(tap_path="sometimes")  # type: ignore[arg-type]
     assert FastPath().block_bytes_on("cuda") > FastPath().block_bytes_on("cpu")
     assert FastPath(block_bytes=123).block_bytes_on("cuda") == 123
 

@@ -4,7 +4,7 @@ Private to :mod:`softseg.ops.resample`, which documents the idea and holds the r
 (:func:`softseg.ops.resample.soft_resized_crop_reference`) this must equal. Here is only speed:
 
 - :func:`axis_plan`: one axis's band in the forms the passes need (input-centric phases, runs).
-- :func:`soft_from_codes`: pass 1 scatters each input pixel's weights straight into the channel its
+- :func:`soft_from_labels`: pass 1 scatters each input pixel's weights straight into the channel its
   label names, per phase or per run of equal labels; pass 2 is a banded weighted sum of rows.
   Both run per block of output rows sized by :class:`FastPath`.
 """
@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from ._taps import codes_of
 from .kernels import AxisWeights, Resampler, axis_weights
 
 RunPath = Literal["auto", "always", "never"]
@@ -35,14 +36,21 @@ class FastPath:
     ``run_path``: the first pass per run of equal labels (``"always"``), per pixel (``"never"``),
     or whichever touches fewer elements, per pixel on GPUs (``"auto"``). ``block_bytes``: the
     partial sums held at once (``None``: :data:`DEFAULT_BLOCK_BYTES` for the device).
+    ``tap_path``: read each output's taps instead of the two row passes
+    (:func:`softseg.ops._taps.soft_from_taps`): ``"auto"`` where that reads less (only with
+    ``run_path="auto"``, on the CPU), ``"always"``, or ``"never"``.
     """
 
     run_path: RunPath = "auto"
     block_bytes: int | None = None
+    tap_path: RunPath = "auto"
 
     def __post_init__(self) -> None:
-        if self.run_path not in ("auto", "always", "never"):
-            raise ValueError(f"run_path must be 'auto', 'always' or 'never', got {self.run_path!r}")
+        for name in ("run_path", "tap_path"):
+            if getattr(self, name) not in ("auto", "always", "never"):
+                raise ValueError(
+                    f"{name} must be 'auto', 'always' or 'never', got {getattr(self, name)!r}"
+                )
         if self.block_bytes is not None and self.block_bytes <= 0:
             raise ValueError(f"block_bytes must be positive, got {self.block_bytes}")
 
@@ -175,11 +183,13 @@ def _runs_on(runs: _Runs, dev) -> _Runs:
     )
 
 
-def _first_pass(part, acc, k: int, w: int, target, weight, runs, run_path: RunPath) -> None:
-    """Add the weights of ``part`` (rows of codes) into ``acc``, a flat ``(rows, k, w)`` buffer.
+def _first_pass(part, acc, k: int, w: int, target, weight, runs, run_path, ignore_index) -> None:
+    """Add the weights of ``part`` (rows of checked labels) into ``acc``, a flat ``(rows, k, w)``
+    buffer whose channel ``k - 1`` takes the ignored pixels.
 
     Two equivalent ways; whichever touches fewer elements is used: once per pixel and phase, or
-    once per run of equal codes and its edges (label maps are piecewise constant).
+    once per run of equal labels and its edges (label maps are piecewise constant). Labels become
+    channel numbers only here, on the pixels read, never on the whole map.
     """
     n_rows, cols = part.shape
     per_pixel = n_rows * cols * target.shape[0]
@@ -193,9 +203,9 @@ def _first_pass(part, acc, k: int, w: int, target, weight, runs, run_path: RunPa
         # each run element costs a gather besides its add; a pixel phase costs about one add
         per_run = 2 * (n_runs * (2 * runs.partial_j.shape[0] + 4) + n_rows * w) + n_rows * cols // 4
         if run_path == "always" or per_run < per_pixel:
-            _runs_pass(part, starts, runs, acc, k, w)
+            _runs_pass(part, starts, runs, acc, k, w, ignore_index)
             return
-    flat = part.long() * w  # a new tensor: never write into the caller's labels
+    flat = codes_of(part, k - 1, ignore_index).mul_(w)  # part is this block's own copy
     flat += (torch.arange(n_rows, device=part.device) * (k * w)).view(n_rows, 1)
     previous = 0
     for t in range(target.shape[0]):
@@ -204,14 +214,15 @@ def _first_pass(part, acc, k: int, w: int, target, weight, runs, run_path: RunPa
         acc.index_add_(0, flat.view(-1), weight[t].expand(n_rows, cols).reshape(-1))
 
 
-def _runs_pass(part, starts, runs: _Runs, acc, k: int, w: int) -> None:
+def _runs_pass(part, starts, runs: _Runs, acc, k: int, w: int, ignore_index) -> None:
     n_rows, cols = part.shape
     dev = part.device
     first = starts.view(-1).nonzero().squeeze(1)  # flat start of every run, in order
     row = first // cols
     a = first - row * cols
     b = (torch.cat([first[1:], first.new_tensor([n_rows * cols])]) - row * cols).clamp_(max=cols)
-    base = (row * k + part.reshape(-1).index_select(0, first).long()) * w  # (row, code, output 0)
+    code = codes_of(part.reshape(-1).index_select(0, first), k - 1, ignore_index)
+    base = (row * k + code) * w  # (row, code, output 0)
     # outputs lying wholly inside a run get their whole weight
     j0 = runs.start.index_select(0, a)
     length = runs.start.index_select(0, b) - j0
@@ -226,27 +237,33 @@ def _runs_pass(part, starts, runs: _Runs, acc, k: int, w: int) -> None:
         acc.index_add_(0, pj.index_select(0, b).add_(base), pw.index_select(0, b).neg_())
 
 
-def soft_from_codes(
-    codes: torch.Tensor, py: AxisPlan, px: AxisPlan, num_classes: int, fast: FastPath
+def soft_from_labels(
+    labels: torch.Tensor,
+    py: AxisPlan,
+    px: AxisPlan,
+    num_classes: int,
+    ignore_index: int | None,
+    fast: FastPath,
 ) -> torch.Tensor:
-    """Soft labels ``(N, C, h, w)`` from codes ``(N, H, W)`` (ignored pixels coded ``C``).
+    """Soft labels ``(N, C, h, w)`` from checked labels ``(N, H, W)`` (values ``0 .. C-1`` or
+    ``ignore_index``, whose pixels go to a spare channel ``C`` that is dropped).
 
     Pass 1 walks the input pixels once per phase of ``px`` and adds each weight straight into the
-    channel its code names, giving ``(N, rows, C + 1, w)`` partial sums. Pass 2 is a weighted sum of
+    channel its label names, giving ``(N, rows, C + 1, w)`` partial sums. Pass 2 is a weighted sum of
     those rows along ``py``, which ``embedding_bag`` does in one fused call. Both run per block of
     output rows.
     """
     transpose = py.band_index.shape[1] * len(px.used) < px.band_index.shape[1] * len(py.used)
     if transpose:  # pass 1 along the rows is cheaper: same code on the transposed map
-        codes, py, px = codes.transpose(1, 2), px, py
-    dev, f32 = codes.device, torch.float32
-    n, h, w, k = codes.shape[0], py.n_out, px.n_out, num_classes + 1
+        labels, py, px = labels.transpose(1, 2), px, py
+    dev, f32 = labels.device, torch.float32
+    n, h, w, k = labels.shape[0], py.n_out, px.n_out, num_classes + 1
     out = torch.zeros(n, num_classes, h, w, dtype=f32, device=dev)
     if len(px.used) == 0 or len(py.used) == 0:  # the box lies wholly outside the image
         return out.transpose(2, 3).contiguous() if transpose else out
-    if len(px.used) < codes.shape[2]:
-        codes = codes.index_select(2, px.used.to(dev))
-    cols = codes.shape[2]
+    if len(px.used) < labels.shape[2]:
+        labels = labels.index_select(2, px.used.to(dev))
+    cols = labels.shape[2]
     target, weight = px.target.to(dev), px.weight.to(dev, f32)
     runs = _runs_on(px.runs, dev) if px.runs is not None else None
     band_index, band_weight = py.band_index.to(dev), py.band_weight.to(dev, f32)
@@ -259,9 +276,9 @@ def soft_from_codes(
         host_bags = py.band_index[i0 : i0 + block]  # the row span, read without a device sync
         lo, hi = int(host_bags.min()), int(host_bags.max()) + 1
         rows = hi - lo
-        part = codes.index_select(1, used_rows[lo:hi]).reshape(n * rows, cols)
+        part = labels.index_select(1, used_rows[lo:hi]).reshape(n * rows, cols)
         acc = torch.zeros(n * rows * k * w, dtype=f32, device=dev)
-        _first_pass(part, acc, k, w, target, weight, runs, fast.run_path)
+        _first_pass(part, acc, k, w, target, weight, runs, fast.run_path, ignore_index)
         bags = (bags - lo) + (torch.arange(n, device=dev) * rows).view(n, 1, 1)
         summed = torch.nn.functional.embedding_bag(
             bags.view(-1, bags.shape[-1]),
@@ -307,16 +324,6 @@ class BatchBand:
         return self.position.shape[2]
 
 
-def _codes_of(taps: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
-    """Gathered, checked labels as int64 channel numbers, the ignore value as ``num_classes``."""
-    codes = taps.long()
-    if ignore_index is None:
-        return codes
-    if ignore_index >= num_classes:  # checked labels: the ignore value is the only one this high
-        return codes.clamp_(max=num_classes)
-    return codes.masked_fill_(codes == ignore_index, num_classes)
-
-
 def _to_device(arrays: list[np.ndarray], dev: torch.device, dtype: torch.dtype):
     """The arrays as tensors on ``dev`` through one copy. A GPU gets it from pinned memory without
     blocking, so the tables travel together and nothing waits for the device."""
@@ -334,7 +341,7 @@ def _batch_first_pass(rows_of, rows, cols, target, spread, num_classes, ignore_i
     # whole rows first (plain copies), then the used columns: far cheaper than one gather through
     # broadcast indices
     part = rows_of.index_select(0, rows.view(-1)).view(m, r, rows_of.shape[1])
-    flat = _codes_of(part.gather(2, cols.unsqueeze(1).expand(m, r, u)), num_classes, ignore_index)
+    flat = codes_of(part.gather(2, cols.unsqueeze(1).expand(m, r, u)), num_classes, ignore_index)
     flat.mul_(w)
     acc = torch.zeros(m, r, (num_classes + 1) * w, dtype=torch.float32, device=rows_of.device)
     previous = 0

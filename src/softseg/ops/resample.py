@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from . import _fast
+from . import _fast, _taps
 from .kernels import AxisWeights, Convention, Resampler, axis_weights
 from .labels import as_label_tensor, check_label_values, clamp_negative_lobes
 
@@ -101,16 +101,9 @@ def _check_num_classes(num_classes: object) -> int:
 
 
 def _codes(labels: torch.Tensor, num_classes: int, ignore_index: int | None) -> torch.Tensor:
-    """Checked labels with the ignore value replaced by ``num_classes`` (the spare channel)."""
+    """Checked labels as int64, the ignore value replaced by ``num_classes`` (the spare channel)."""
     check_label_values(labels, num_classes, ignore_index)
-    if num_classes > torch.iinfo(labels.dtype).max:
-        labels = labels.long()
-    if ignore_index is None:
-        return labels
-    lo, hi = (int(v) for v in torch.aminmax(labels))
-    if not lo <= ignore_index <= hi:  # absent, and possibly not even representable in the dtype
-        return labels
-    return labels.masked_fill(labels == ignore_index, num_classes)
+    return _taps.codes_of(labels.clone(), num_classes, ignore_index)
 
 
 def _plans(shape_hw, box: Box, size, rs: Resampler) -> tuple[_fast.AxisPlan, _fast.AxisPlan]:
@@ -128,14 +121,21 @@ def _soft_labels(
     labels = as_label_tensor(labels)
     size, box = _pair(size), _check_box(*box)
     num_classes = _check_num_classes(num_classes)
-    codes = _codes(labels, num_classes, ignore_index)
-    batched = codes.dim() == 3
-    codes = codes if batched else codes.unsqueeze(0)
-    py, px = _plans(codes.shape[-2:], box, size, rs)
-    soft = _fast.soft_from_codes(codes, py, px, num_classes, fast)
+    check_label_values(labels, num_classes, ignore_index)
+    batched = labels.dim() == 3
+    labels = labels if batched else labels.unsqueeze(0)
+    py, px = _plans(labels.shape[-2:], box, size, rs)
+    tapped = _taps.taps_pay(fast, labels, py, px, num_classes)
+    if tapped:
+        dev = labels.device
+        rows = (py.used[py.band_index].to(dev), py.band_weight.to(dev, torch.float32))
+        cols = (px.used[px.band_index].to(dev), px.band_weight.to(dev, torch.float32))
+        soft = _taps.soft_from_taps(labels, rows, cols, num_classes, ignore_index)
+    else:
+        soft = _fast.soft_from_labels(labels, py, px, num_classes, ignore_index, fast)
     if rs.negative_lobes:
         soft = clamp_negative_lobes(soft, inplace=True)
-    else:  # sums of signed run terms can leave -1e-8 where the answer is 0
+    elif not tapped:  # sums of signed run terms can leave -1e-8 where the answer is 0
         soft = soft.clamp_(min=0.0)
     return soft if batched else soft[0]
 
@@ -264,7 +264,7 @@ def soft_resized_crop_reference(
     size, box = _pair(size), _check_box(top, left, height, width)
     num_classes = _check_num_classes(num_classes)
     _check_extent(tuple(labels.shape[-2:]), box, size)
-    codes = _codes(labels, num_classes, ignore_index).long()
+    codes = _codes(labels, num_classes, ignore_index)
     # the ignore code num_classes is an extra channel, dropped: ignored pixels weigh nothing
     onehot = torch.nn.functional.one_hot(codes, num_classes + 1)[..., :num_classes]
     onehot = onehot.movedim(-1, -3).to(torch.float64)

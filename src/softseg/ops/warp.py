@@ -31,6 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._taps import add_taps
 from .labels import check_label_values, clamp_negative_lobes
 
 MODES = ("nearest", "bilinear", "bicubic")
@@ -185,8 +186,11 @@ def soft_grid_sample(
         elif has_ignore:
             codes = torch.where(codes == ignore_index, num_classes, codes.long())
         pixel = torch.arange(start, start + part.shape[1], device=grid.device)
-        target = codes.long().mul_(h * w).add_(pixel)  # class-major (C, h*w) slot of each tap
-        out.scatter_add_(1, target.view(n, -1), weight.view(n, -1))
+        # class-major (N, C, h*w) slot of each tap; taps go first: (T, N * pixels)
+        target = codes.long().mul_(h * w).add_(pixel)
+        target += (torch.arange(n, device=grid.device) * out.shape[1]).view(n, 1, 1)
+        add_taps(out.view(-1), target.transpose(0, 1).reshape(taps, -1),
+                 weight.transpose(0, 1).reshape(taps, -1))  # fmt: skip
     out = out.view(n, -1, h, w)[:, :num_classes]
     out = out.contiguous() if n > 1 else out
     return clamp_negative_lobes(out, inplace=True) if mode == "bicubic" else out
