@@ -9,6 +9,8 @@ Albumentations itself splits its > 4 channels into OpenCV-sized chunks.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -181,16 +183,19 @@ def test_without_label_it_is_a_plain_compose() -> None:
 
 
 @pytest.mark.parametrize(
-    ("transform", "name"),
+    ("make", "name"),
     [
-        (A.Rotate(limit=20), "Rotate"),
-        (A.Affine(scale=1.1), "Affine"),
-        (A.ElasticTransform(), "ElasticTransform"),
-        (A.Perspective(), "Perspective"),
-        (A.SomeOf([A.HorizontalFlip()], n=1), "SomeOf"),
+        (A.GridDistortion, "GridDistortion"),
+        (A.OpticalDistortion, "OpticalDistortion"),
+        (A.PiecewiseAffine, "PiecewiseAffine"),
+        (A.ShiftScaleRotate, "ShiftScaleRotate"),  # an Affine subclass: exact classes only
+        (lambda: A.SomeOf([A.HorizontalFlip()], n=1), "SomeOf"),
     ],
 )
-def test_unsupported_transforms_raise_naming_them(transform: object, name: str) -> None:
+def test_unsupported_transforms_raise_naming_them(make, name: str) -> None:
+    with warnings.catch_warnings():  # PiecewiseAffine and ShiftScaleRotate warn when built
+        warnings.simplefilter("ignore", UserWarning)
+        transform = make()
     with pytest.raises(TypeError, match=name):
         SoftCompose([A.HorizontalFlip(), A.OneOf([transform])], num_classes=C)
 
@@ -198,6 +203,8 @@ def test_unsupported_transforms_raise_naming_them(transform: object, name: str) 
 def test_unsupported_interpolation_and_bad_labels_raise() -> None:
     with pytest.raises(ValueError, match="Resize.*interpolation"):
         SoftCompose([A.Resize(10, 10, interpolation=cv2.INTER_LINEAR_EXACT)], num_classes=C)
+    with pytest.raises(ValueError, match="Affine.*interpolation=4"):  # no 8x8 soft warp kernel
+        SoftCompose([A.Affine(rotate=5, interpolation=cv2.INTER_LANCZOS4)], num_classes=C)
     pipeline = SoftCompose([A.HorizontalFlip()], num_classes=C)
     image = np.zeros((H, W, 3), np.float32)
     with pytest.raises(ValueError, match="outside"):
@@ -208,3 +215,132 @@ def test_unsupported_interpolation_and_bad_labels_raise() -> None:
         pipeline(image=image, label=np.zeros((H, W), np.float32))
     with pytest.raises(ValueError, match="num_classes"):
         SoftCompose([], num_classes=0)
+
+
+# --------------------------------------------------------------------------- warps
+# Reference as above: the one-hot as a mask target with the image's flag and fill_mask 0 (constant
+# borders: no mass whatever the image's fill), through the same call. OpenCV 5 warps float32 with
+# float weights; positions agree to one float32 ulp (see _albumentations_warps), hence 5e-5.
+WARP_TOL = 5e-5
+WARP_FLAGS = {**FLAGS, "cubic": cv2.INTER_CUBIC}
+BORDERS = [
+    cv2.BORDER_CONSTANT, cv2.BORDER_REPLICATE, cv2.BORDER_REFLECT, cv2.BORDER_REFLECT_101,
+    cv2.BORDER_WRAP,
+]  # fmt: skip
+
+
+def _warp_case(rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A random label (size, class count, ignore patches) and its class count."""
+    h, w, classes = int(rng.integers(5, 90)), int(rng.integers(5, 90)), int(rng.integers(1, 12))
+    block = int(rng.integers(1, 12))
+    coarse = rng.integers(0, classes, (h // block + 1, w // block + 1))
+    labels = coarse.repeat(block, 0).repeat(block, 1)[:h, :w]
+    labels = np.where(rng.random((h, w)) < 0.05, rng.integers(0, classes, (h, w)), labels)
+    for _ in range(int(rng.integers(0, 3))):  # ignore patches anywhere, edges included
+        y, x = rng.integers(0, h), rng.integers(0, w)
+        labels[y : y + int(rng.integers(1, 15)), x : x + int(rng.integers(1, 15))] = IGNORE
+    return labels.astype(np.uint8), classes
+
+
+def _run_warp(transforms: list, seed: int, flag: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(soft label, reference) of one seeded call on a random case; cubic's reference clamped."""
+    rng = np.random.default_rng(1000 + seed)
+    labels, classes = _warp_case(rng)
+    image = rng.random((*labels.shape, 3), dtype=np.float32)
+    pipeline = SoftCompose(
+        transforms, num_classes=classes, ignore_index=IGNORE, seed=seed,
+        additional_targets={"onehot": "mask"}, mask_interpolation=flag,
+    )  # fmt: skip
+    onehot = (labels[..., None] == np.arange(classes)).astype(np.float32)
+    out = pipeline(image=image, label=labels, onehot=onehot)
+    ref = torch.from_numpy(np.atleast_3d(out["onehot"])).permute(2, 0, 1).contiguous()
+    assert out["soft_label"].shape == ref.shape and ref.shape[1:] == out["image"].shape[:2]
+    return out["soft_label"], clamp_negative_lobes(ref) if flag == cv2.INTER_CUBIC else ref
+
+
+def _affine(rng, flag, border):
+    return A.Affine(
+        scale=tuple(sorted(rng.uniform(0.4, 2.5, 2))), rotate=(-180, 180), shear=(-40, 40),
+        translate_percent=(-0.3, 0.3), fit_output=bool(rng.random() < 0.3), interpolation=flag,
+        border_mode=border, fill=0.6, p=1.0,
+    )  # fmt: skip
+
+
+WARP_PIPELINES = {
+    "affine": lambda rng, f, b: [_affine(rng, f, b)],
+    "affine_ties": lambda rng, f, b: [  # half-pixel positions: nearest must round ties as OpenCV
+        A.Affine(scale=float(rng.choice([0.5, 2.0])), interpolation=f, border_mode=b, p=1.0)
+    ],
+    "rotate": lambda rng, f, b: [
+        A.Rotate(limit=180, crop_border=bool(rng.random() < 0.5), interpolation=f, border_mode=b)
+    ],
+    "safe_rotate": lambda rng, f, b: [A.SafeRotate(limit=90, interpolation=f, border_mode=b)],
+    "perspective": lambda rng, f, b: [
+        A.Perspective(
+            scale=(0.02, 0.15),
+            keep_size=bool(rng.random() < 0.7),
+            fit_output=bool(rng.random() < 0.3),
+            interpolation=f,
+            border_mode=b,
+            p=1.0,
+        )
+    ],
+    "elastic": lambda rng, f, b: [
+        A.ElasticTransform(
+            alpha=float(rng.uniform(1, 60)),
+            sigma=float(rng.uniform(2, 10)),
+            interpolation=f,
+            border_mode=b,
+            p=1.0,
+        )
+    ],
+}
+
+
+# OpenCV 4 rounds float32 warp positions to 1/32 px, which SoftCompose does not reproduce
+OPENCV_5 = pytest.mark.skipif(
+    int(cv2.__version__.split(".")[0]) < 5,
+    reason=f"warp exactness is specified for OpenCV 5 (found {cv2.__version__})",
+)
+
+
+@OPENCV_5
+@pytest.mark.parametrize("flag", WARP_FLAGS.values(), ids=WARP_FLAGS.keys())
+@pytest.mark.parametrize("name", WARP_PIPELINES)
+def test_warps_equal_pipeline_on_one_hot(name: str, flag: int) -> None:
+    # the hard label's first warp: soft_grid_sample at OpenCV's positions; every border mode
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        transforms = WARP_PIPELINES[name](rng, flag, BORDERS[seed % len(BORDERS)])
+        soft, ref = _run_warp(transforms, seed, flag)
+        torch.testing.assert_close(soft, ref, atol=WARP_TOL, rtol=0, msg=f"{name} seed {seed}")
+        assert float(soft.min()) >= 0 and float(soft.sum(0).max()) <= 1 + 1e-5
+
+
+@OPENCV_5
+@pytest.mark.parametrize("flag", FLAGS.values(), ids=FLAGS.keys())
+def test_warps_before_and_after_resizes(flag: int) -> None:
+    # warp on the hard label, resize the soft one, warp the soft one again, crop, flip
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        border = BORDERS[seed % len(BORDERS)]
+        transforms = [
+            _affine(rng, flag, border),
+            A.Resize(int(rng.integers(8, 40)), int(rng.integers(8, 40)), interpolation=flag),
+            A.OneOf([A.Perspective(interpolation=flag), A.ElasticTransform(interpolation=flag)]),
+            A.Rotate(limit=30, interpolation=flag, border_mode=border, p=0.7),
+            A.RandomCrop(6, 7),
+            A.HorizontalFlip(),
+        ]
+        soft, ref = _run_warp(transforms, seed, flag)
+        torch.testing.assert_close(soft, ref, atol=WARP_TOL, rtol=0, msg=f"seed {seed}")
+
+
+def test_warp_outside_the_image_carries_no_mass() -> None:
+    labels = np.full((20, 30), 3, np.uint8)
+    labels[:, :5] = IGNORE
+    pipeline = SoftCompose([A.Affine(scale=0.5, fill=1.0, p=1.0)], num_classes=C)
+    soft = pipeline(image=np.zeros((20, 30, 3), np.float32), label=labels)["soft_label"]
+    # the content shrinks to a quarter of the area, a sixth of it void: 600 / 4 * 5 / 6 = 125
+    assert abs(float(soft.sum()) - 125) < 1e-3 and float(soft[3].sum()) == float(soft.sum())
+    assert float(soft[:, 0].sum()) == 0 and float(soft[:, :, -1].sum()) == 0

@@ -24,18 +24,32 @@ already exposes is the parameters it drew, ``get_applied_params()``. So :class:`
 ordinary ``A.Compose`` on everything else (image, masks, boxes), then replays each applied geometric
 transform on the label with those parameters: crops, pads and flips move the integer map exactly
 (padding becomes ignore, or follows the border mode), the first resize turns it soft with
-:func:`softseg.soft_downsample` (``convention="cv2"``, the operator of ``cv2.resize``), and later
-steps run Albumentations' own functions on the now small float label. Transforms are checked when
-the pipeline is built: unsupported geometric transforms raise ``TypeError`` naming the transform.
+:func:`softseg.soft_downsample` (``convention="cv2"``, the operator of ``cv2.resize``), the first
+warp with :func:`softseg.soft_grid_sample` at OpenCV's own source positions (module
+``_albumentations_warps``), and later steps run Albumentations' own functions on the now small
+float label. Transforms are checked when the pipeline is built: unsupported geometric transforms
+raise ``TypeError`` naming the transform.
 
 Supported: ``Resize``, ``RandomScale``, ``LongestMaxSize``, ``SmallestMaxSize``, ``RandomCrop``,
 ``CenterCrop``, ``Crop``, ``PadIfNeeded``, ``Pad``, ``RandomResizedCrop``, ``RandomSizedCrop``,
 ``HorizontalFlip``, ``VerticalFlip`` (exact classes), with ``INTER_NEAREST``, ``INTER_LINEAR``,
-``INTER_AREA``, ``INTER_CUBIC`` or ``INTER_LANCZOS4`` and ``area_for_downscale``; any pixel-level
-(``ImageOnlyTransform``) transform and ``ToTensorV2`` (the label comes out ``(C, h, w)`` either
-way); nesting in ``Compose``, ``OneOf`` and ``Sequential``. Cubic and
-Lanczos negative lobes are clamped after each resize (:func:`softseg.ops.clamp_negative_lobes`), so
-the label stays a distribution.
+``INTER_AREA``, ``INTER_CUBIC`` or ``INTER_LANCZOS4`` and ``area_for_downscale``; the warps
+``Affine`` (rotate, shear, scale, translate, ``fit_output``), ``Rotate`` (``crop_border`` too),
+``SafeRotate``, ``Perspective`` (``keep_size``, ``fit_output``) and ``ElasticTransform`` with
+``INTER_NEAREST``, ``INTER_LINEAR``, ``INTER_AREA`` (OpenCV warps it as linear) or ``INTER_CUBIC``
+and any of their border modes (``BORDER_CONSTANT`` is no mass outside the image, the others copy
+label pixels as the one-hot's would be copied); any pixel-level (``ImageOnlyTransform``) transform
+and ``ToTensorV2`` (the label comes out ``(C, h, w)`` either way); nesting in ``Compose``,
+``OneOf`` and ``Sequential``. Cubic and Lanczos negative lobes are clamped after each resize or warp
+(:func:`softseg.ops.clamp_negative_lobes`), so the label stays a distribution.
+
+Exactness: crops, pads, flips and resizes match the one-hot pipeline to float rounding (2e-5).
+Warps (OpenCV 5, measured) sample the label at OpenCV's own float32 source positions, its older
+1/32-pixel path for a 2-class one-hot included; only the last partial SIMD block of a row rounds
+positions differently, by up to one float32 ulp (``|x| * 6e-8`` px at position ``|x|``), which
+moves a weight by as much and may, rarely, flip a nearest tie there: 3e-5 per class at 300 x 400,
+6e-5 at 512 x 640 with ``fit_output``. OpenCV 4 rounds all float32 warp positions to 1/32 px;
+not reproduced, so there the soft label may differ by up to 1/64 px of weight per axis.
 """
 
 from __future__ import annotations
@@ -54,6 +68,8 @@ from albumentations.pytorch import ToTensorV2
 
 from ..ops.labels import check_label_values, clamp_negative_lobes
 from ..ops.resample import soft_downsample
+from ._albumentations_warps import NO_MASS as _NO_MASS
+from ._albumentations_warps import WARPS, check_warp
 
 __all__ = ["SUPPORTED_TRANSFORMS", "SoftCompose"]
 
@@ -66,7 +82,6 @@ _KERNEL_OF_FLAG = {
     cv2.INTER_LANCZOS4: "lanczos",
 }
 _NESTING = (A.Compose, A.OneOf, A.Sequential)  # compositions that apply children in list order
-_NO_MASS = -1  # the hard label's value for ignored and padded pixels
 
 
 class _Label:
@@ -175,6 +190,7 @@ SUPPORTED_TRANSFORMS: dict[type, Replay] = {
     A.VerticalFlip: lambda t, label, params, out: label.flip(0),
     # moves no pixels, but replayed in order: its input shape is the size the step before made
     ToTensorV2: lambda t, label, params, out: None,
+    **WARPS,  # Affine, Rotate, SafeRotate, Perspective, ElasticTransform: _albumentations_warps
 }
 
 
@@ -194,9 +210,12 @@ def _leaves(transforms: Sequence[Any]) -> Iterator[BasicTransform]:
             names = ", ".join(sorted(c.__name__ for c in SUPPORTED_TRANSFORMS))
             raise TypeError(
                 f"{type(t).__name__} is not supported by SoftCompose: soft labels follow the "
-                f"axis-aligned resizes, crops, pads and flips {names}. Leave it out, or warp the "
-                "integer label as a mask (nearest) with a plain A.Compose."
+                f"transforms {names}. Leave it out, or warp the integer label as a mask (nearest) "
+                "with a plain A.Compose."
             )
+        elif type(t) in WARPS:
+            check_warp(t)
+            yield t
         else:
             flag = getattr(t, "interpolation", cv2.INTER_LINEAR)
             if flag not in _KERNEL_OF_FLAG:
