@@ -71,8 +71,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the workers' crop draws")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    torch.manual_seed(args.seed)  # each epoch's worker seeds come from here: repeatable crops
     root = Path(args.root)
     sets = {m: CamVidV2(root, args.images, m == "soft", (90, 120)) for m in ("nearest", "soft")}
     if not len(sets["soft"]):

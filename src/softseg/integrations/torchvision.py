@@ -54,7 +54,7 @@ from torchvision.transforms.v2.functional import _geometry as _tvg
 
 from ..ops.labels import check_label_values, clamp_negative_lobes
 from ..ops.resample import soft_downsample
-from ..ops.warp import soft_grid_sample
+from ._tv_kernels import crop_reads_outside, grid_warp, move_pixels, soft_resize, warp_mode
 
 __all__ = ["SUPPORTED_OPS", "UNSUPPORTED_OPS", "SoftLabel"]
 
@@ -176,19 +176,15 @@ def _rewrap(tensor: torch.Tensor, like: SoftLabel) -> SoftLabel:
     return SoftLabel.wrap(tensor, like)
 
 
-def _index_op(label: SoftLabel, op: Callable[[torch.Tensor], torch.Tensor]) -> SoftLabel:
-    """Apply torchvision's image kernel ``op`` (a crop, pad or flip) to the label.
-
-    A hard label travels as codes ``label + 1`` with 0 for ignored pixels, so whatever the op pads
-    with 0 (the image kernels' fill for a one-hot) becomes ignore: no mass, as in the one-hot.
-    """
+def _index_op(
+    label: SoftLabel, op: Callable[[torch.Tensor], torch.Tensor], pads_with_zero: bool = False
+) -> SoftLabel:
+    """Apply torchvision's image kernel ``op`` (a crop, pad or flip) to the label; for a hard one,
+    ``pads_with_zero`` says whether ``op`` pads with 0, which must become ignore (no mass)."""
     data = label.as_subclass(torch.Tensor)
     if data.dtype.is_floating_point:
         return _rewrap(op(data), label)
-    ignore = label.ignore_index
-    codes = torch.where(data == ignore, 0, data.long() + 1).unsqueeze(-3)
-    out = op(codes).squeeze(-3)
-    return _rewrap(torch.where(out == 0, ignore, out - 1).to(data.dtype), label)
+    return _rewrap(move_pixels(data, label.ignore_index, op, pads_with_zero), label)
 
 
 def _mode(interpolation: InterpolationMode | str, antialias: bool | None):
@@ -221,10 +217,7 @@ def _resize(
         return label
     kernel = _KERNEL_OF_MODE[mode]
     if not data.dtype.is_floating_point:
-        soft = soft_downsample(
-            data, new_hw, label.num_classes, ignore_index=label.ignore_index, kernel=kernel,
-            antialias=antialias,
-        )  # fmt: skip
+        soft = soft_resize(data, new_hw, label.num_classes, label.ignore_index, kernel, antialias)
         return _rewrap(soft, label)
     soft = F.resize_image(data, list(new_hw), interpolation=mode, antialias=antialias)
     if kernel == "bicubic":
@@ -248,11 +241,14 @@ def _resized_crop(
 
 
 def _crop(label: SoftLabel, top: int, left: int, height: int, width: int) -> SoftLabel:
-    return _index_op(label, lambda x: F.crop_image(x, top, left, height, width))
+    outside = crop_reads_outside(label.shape[-2:], top, left, height, width)
+    return _index_op(label, lambda x: F.crop_image(x, top, left, height, width), outside)
 
 
 def _center_crop(label: SoftLabel, output_size: list[int]) -> SoftLabel:
-    return _index_op(label, lambda x: F.center_crop_image(x, output_size))
+    h, w = _tvg._center_crop_parse_output_size(output_size)
+    pads = h > label.shape[-2] or w > label.shape[-1]
+    return _index_op(label, lambda x: F.center_crop_image(x, output_size), pads)
 
 
 def _pad(
@@ -261,8 +257,9 @@ def _pad(
     fill: Any = None,
     padding_mode: str = "constant",
 ) -> SoftLabel:
-    # ``fill`` is the image's: a padded label has no mass, so constant padding is always 0 here
-    return _index_op(label, lambda x: F.pad_image(x, padding, fill=0, padding_mode=padding_mode))
+    # ``fill`` is the image's: a padded label has no mass, which a hard label writes as ignore
+    value = 0 if label.is_soft else label.ignore_index
+    return _index_op(label, lambda x: F.pad_image(x, padding, value, padding_mode=padding_mode))
 
 
 def _get_size(label: SoftLabel) -> list[int]:
@@ -270,34 +267,10 @@ def _get_size(label: SoftLabel) -> list[int]:
 
 
 # --------------------------------------------------------------------------- warps
-def _warp_mode(interpolation: InterpolationMode | str | int) -> str:
-    mode = _tvg._check_interpolation(interpolation)
-    if mode not in (InterpolationMode.NEAREST, InterpolationMode.BILINEAR):
-        raise ValueError(
-            f"SoftLabel warps with the image's grid_sample mode, which v2 allows as NEAREST or "
-            f"BILINEAR on tensors; got interpolation={interpolation!r}"
-        )
-    return mode.value
-
-
-def _grid_warp(
-    label: SoftLabel, grid: torch.Tensor, mode: str, fill: Any, image_op: Callable
-) -> SoftLabel:
-    """The label through ``grid`` ``(1, h, w, 2)``: a soft label stays a float image under
-    torchvision's ``image_op`` (fill 0: no mass); a hard one is sampled by
-    :func:`soft_grid_sample`, then weighted by torchvision's fill mask when ``fill`` is set."""
+def _grid_warp(label: SoftLabel, grid: torch.Tensor, mode: str, fill: Any, image_op) -> SoftLabel:
     data = label.as_subclass(torch.Tensor)
-    fill0 = None if fill is None else 0.0  # the label's padding is "no mass", whatever the image's
-    if data.dtype.is_floating_point:
-        return _rewrap(image_op(data, fill0), label)
-    batch = data.shape[0] if data.dim() == 3 else 1
-    kw = dict(mode=mode, align_corners=False, ignore_index=label.ignore_index)
-    soft = soft_grid_sample(data, grid.expand(batch, -1, -1, -1), label.num_classes, **kw)
-    if fill is not None and mode == "bilinear":  # torchvision: m * (sampled - fill) + fill
-        ones = torch.ones(1, 1, *data.shape[-2:], dtype=grid.dtype, device=grid.device)
-        soft = soft * torch.nn.functional.grid_sample(ones, grid, mode, "zeros", False)
-    # nearest: torchvision's mask is 0 exactly where a sample reads outside, which has no mass
-    return _rewrap(soft if data.dim() == 3 else soft[0], label)
+    args = (label.num_classes, label.ignore_index, grid, mode, fill, image_op)
+    return _rewrap(grid_warp(data, *args), label)
 
 
 def _rotate(
@@ -309,7 +282,7 @@ def _rotate(
     if center is None and (turns in (0, 180) or (square and turns in (90, 270))):
         # torchvision's exact fast paths (copy, rot90) move pixels: so do they here
         return _index_op(label, lambda x: F.rotate_image(x, angle, expand=expand))
-    mode = _warp_mode(interpolation)
+    mode = warp_mode(interpolation)
     centre = [0.0, 0.0] if center is None else [center[0] - W / 2, center[1] - H / 2]
     matrix = _tvg._get_inverse_affine_matrix(centre, -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
     ow, oh = _tvg._compute_affine_output_size(matrix, W, H) if expand else (W, H)
@@ -327,7 +300,7 @@ def _affine(
     interpolation: InterpolationMode | str | int = "nearest", fill: Any = None,
     center: list[float] | None = None,
 ) -> SoftLabel:  # fmt: skip
-    mode = _warp_mode(interpolation)
+    mode = warp_mode(interpolation)
     args = _tvg._affine_parse_args(angle, translate, scale, shear, InterpolationMode(mode), center)
     angle, translate, shear, center, (H, W) = (*args, label.shape[-2:])
     centre = [0.0, 0.0] if center is None else [center[0] - W / 2, center[1] - H / 2]
@@ -348,7 +321,7 @@ def _perspective(
     interpolation: InterpolationMode | str | int = "bilinear", fill: Any = None,
     coefficients: list[float] | None = None,
 ) -> SoftLabel:  # fmt: skip
-    mode = _warp_mode(interpolation)
+    mode = warp_mode(interpolation)
     coeffs = _tvg._perspective_coefficients(startpoints, endpoints, coefficients)
     H, W = label.shape[-2:]
     grid = _tvg._perspective_grid(coeffs, ow=W, oh=H, dtype=torch.float32, device=label.device)
@@ -363,7 +336,7 @@ def _elastic(
     label: SoftLabel, displacement: torch.Tensor,
     interpolation: InterpolationMode | str | int = "bilinear", fill: Any = None,
 ) -> SoftLabel:  # fmt: skip
-    mode = _warp_mode(interpolation)
+    mode = warp_mode(interpolation)
     H, W = label.shape[-2:]
     if not isinstance(displacement, torch.Tensor) or displacement.shape != (1, H, W, 2):
         raise ValueError(
