@@ -20,6 +20,10 @@ import statistics
 import sys
 from pathlib import Path
 
+from softseg.atomic import atomic_write_text
+from softseg.study.grid import load_results
+from softseg.study.report import write_tables
+
 METHODS = ("nearest", "soft")
 # (key in result.json or a per-class name, label, higher is better)
 SCORES = (
@@ -71,11 +75,19 @@ def fmt(s: tuple[float, float, int] | None) -> str:
     return f"{mean:.2f} ± {std:.2f} ({n})" if n > 1 else f"{mean:.2f} (1)"
 
 
+def paired(cells, held: str, factor: float) -> list[list[dict]]:
+    """Each method's results of the seeds that every method has finished in this fold (a seed
+    still running for one method must not shift the other's mean)."""
+    runs = [cells.get((held, factor, m), []) for m in METHODS]
+    common = set.intersection(*({r["seed"] for r in rs} for rs in runs))
+    return [[r for r in rs if r["seed"] in common] for rs in runs]
+
+
 def fold_rows(cells, key: str) -> tuple[list[str], dict[float, list[tuple[float, float | None]]]]:
     """Markdown rows per (fold, factor), and per factor the (difference, variance) of each fold."""
     rows, per_factor = [], {}
     for held, factor in sorted({(h, f) for h, f, _ in cells}, key=lambda k: (k[1], k[0])):
-        a, b = (stats(cells.get((held, factor, m), []), key) for m in METHODS)
+        a, b = (stats(rs, key) for rs in paired(cells, held, factor))
         if a is None or b is None:
             rows.append(f"| {held} | x{factor:g} | {fmt(a)} | {fmt(b)} | | |")
             continue
@@ -124,7 +136,8 @@ def report(folder: Path) -> str:
         "scores every frame of the third at 360x480. Recipe: LinkNet/ResNet-18 from scratch, 40 "
         "epochs, median-frequency class weights applied per pixel. Made by "
         "`bash docs/results/run_xseq.sh`; this page by `.venv/bin/python "
-        "docs/results/xseq_report.py`. Cells: mean ± std over seeds (number of seeds).",
+        "docs/results/xseq_report.py`. Cells: mean ± std over seeds (number of seeds); only seeds "
+        "finished for both methods enter a row.",
     ]
     for key, label, higher in SCORES:
         rows, per_factor = fold_rows(cells, key)
@@ -159,8 +172,11 @@ def report(folder: Path) -> str:
 
 if __name__ == "__main__":
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results/camvid_xseq")
+    # each fold's own tables too, with this code (a grid run by an older frozen copy rewrites
+    # them without the newer columns)
+    for fold in sorted(folder.glob("heldout_*")):
+        if (fold / "cells").is_dir():
+            write_tables(load_results(fold), fold)
     text = report(folder)
-    tmp = folder / "summary.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(folder / "summary.md")
+    atomic_write_text(folder / "summary.md", text)
     print(text)
