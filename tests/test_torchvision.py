@@ -15,10 +15,10 @@ from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as F
 
 from conftest import IGNORE, label_maps, one_hot
-from softseg import soft_downsample
-from softseg.integrations import _tv_kernels
 from softseg.integrations.torchvision import SoftLabel
-from softseg.ops import clamp_negative_lobes
+from softseg.ops import Resampler, _fast, clamp_negative_lobes, soft_downsample_reference
+from softseg.ops._fast import FastPath
+from softseg.ops.resample import _soft_labels
 
 MODES = st.sampled_from([InterpolationMode.BILINEAR, InterpolationMode.NEAREST])
 SIDE = st.integers(2, 24)
@@ -172,9 +172,11 @@ def test_bicubic_is_the_clamped_one_hot_resize(lab_c, size, antialias):
     antialias=st.booleans(),
     layout=st.sampled_from(["plain", "uint8", "batch", "view"]),
 )
-def test_the_per_sample_resize_equals_soft_downsample(lab_c, size, kernel, antialias, layout):
-    """The runs path the first resize takes on the CPU is the core operator: any map, size and
-    mode, uint8 or int64, single or batched, contiguous or a crop's strided view."""
+def test_the_first_resize_equals_the_reference(lab_c, size, kernel, antialias, layout):
+    """The first resize of a hard label is the core operator (softseg.soft_downsample, whose CPU
+    first pass sums runs of equal labels where that is cheaper): any map, size and mode, uint8
+    or int64, single or batched, contiguous or a crop's strided view, against the dense reference;
+    the run pass forced on gives the same."""
     lab, C = lab_c
     labels = torch.from_numpy(lab)
     if layout == "uint8":
@@ -183,30 +185,35 @@ def test_the_per_sample_resize_equals_soft_downsample(lab_c, size, kernel, antia
         labels = torch.stack([labels, labels.flip(0)])
     elif layout == "view":
         labels = torch.nn.functional.pad(labels, (2, 3, 1, 0), value=IGNORE)[1:, 2:-3]
-    expected = soft_downsample(labels, size, C, ignore_index=IGNORE, kernel=kernel,
-                               antialias=antialias)  # fmt: skip
-    soft = _tv_kernels.soft_resize(labels, size, C, IGNORE, kernel, antialias)
+    rs = Resampler(kernel, antialias=antialias and kernel != "nearest")
+    expected = soft_downsample_reference(labels, size, C, ignore_index=IGNORE, resampler=rs)
+    mode = InterpolationMode(kernel)
+    label = SoftLabel(labels, num_classes=C, ignore_index=IGNORE)
+    soft = F.resize(label, list(size), interpolation=mode, antialias=antialias).soft()
     assert soft.shape == expected.shape and soft.dtype == torch.float32
-    torch.testing.assert_close(soft, expected, atol=1e-5, rtol=0)
+    if tuple(size) != tuple(labels.shape[-2:]):  # else torchvision returns the label untouched
+        torch.testing.assert_close(soft.double(), expected, atol=2e-6, rtol=0)
+    box = (0.0, 0.0, *map(float, labels.shape[-2:]))
+    runs = _soft_labels(labels, box, size, C, IGNORE, rs, FastPath("always"))
+    torch.testing.assert_close(runs.double(), expected, atol=2e-6, rtol=0)
 
 
-def test_the_per_sample_resize_hands_hard_maps_to_the_core(monkeypatch):
-    """Blocky maps take the runs path; maps dense in boundaries or over the budget go to
-    soft_downsample. Every way gives soft_downsample's numbers."""
-    blocks = (torch.arange(12).view(3, 4) % 4).repeat_interleave(10, 0).repeat_interleave(10, 1)
-    noise = torch.randint(0, 4, (30, 40), generator=torch.Generator().manual_seed(0))
-    core, calls = _tv_kernels.soft_downsample, []
+def test_the_first_resize_sums_runs_where_that_is_cheaper(monkeypatch):
+    """Blocky maps take the core's run pass on the CPU, maps dense in boundaries its per-pixel
+    pass; both give the dense reference."""
+    blocks = (torch.arange(12).view(3, 4) % 4).repeat_interleave(20, 0).repeat_interleave(20, 1)
+    noise = torch.randint(0, 4, (60, 80), generator=torch.Generator().manual_seed(0))
+    calls = []
     monkeypatch.setattr(
-        _tv_kernels, "soft_downsample", lambda *a, **kw: calls.append(1) or core(*a, **kw)
+        _fast, "runs_pass", lambda *a, run=_fast.runs_pass: calls.append(1) or run(*a)
     )
-    for labels, budget, via_core in [(blocks, 1 << 22, False), (noise, 1 << 22, True),
-                                     (blocks, 0, True)]:  # fmt: skip
-        monkeypatch.setattr(_tv_kernels, "MAX_ACC_ELEMENTS", budget)
+    for labels, by_runs in [(blocks, True), (noise, False)]:
         calls.clear()
-        soft = _tv_kernels.soft_resize(labels.to(torch.uint8), (9, 13), 4, IGNORE, "bilinear", True)
-        assert bool(calls) == via_core
-        expected = core(labels, (9, 13), 4, ignore_index=IGNORE, kernel="bilinear", antialias=True)
-        torch.testing.assert_close(soft, expected, atol=1e-5, rtol=0)
+        label = SoftLabel(labels.to(torch.uint8), num_classes=4, ignore_index=IGNORE)
+        soft = F.resize(label, [9, 13], antialias=True).soft()
+        assert bool(calls) == by_runs
+        expected = soft_downsample_reference(labels, (9, 13), 4, kernel="bilinear", antialias=True)
+        torch.testing.assert_close(soft.double(), expected, atol=2e-6, rtol=0)
 
 
 @pytest.mark.parametrize("bad", [3, 7])  # the spare channel's number, and beyond it

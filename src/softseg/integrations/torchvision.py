@@ -54,7 +54,7 @@ from torchvision.transforms.v2.functional import _geometry as _tvg
 
 from ..ops.labels import check_label_values, clamp_negative_lobes
 from ..ops.resample import soft_downsample
-from ._tv_kernels import crop_reads_outside, grid_warp, move_pixels, soft_resize, warp_mode
+from ._tv_kernels import crop_reads_outside, grid_warp, move_pixels, warp_mode
 
 __all__ = ["SUPPORTED_OPS", "UNSUPPORTED_OPS", "SoftLabel"]
 
@@ -217,7 +217,10 @@ def _resize(
         return label
     kernel = _KERNEL_OF_MODE[mode]
     if not data.dtype.is_floating_point:
-        soft = soft_resize(data, new_hw, label.num_classes, label.ignore_index, kernel, antialias)
+        soft = soft_downsample(
+            data, new_hw, label.num_classes, ignore_index=label.ignore_index, kernel=kernel,
+            antialias=antialias,
+        )  # fmt: skip
         return _rewrap(soft, label)
     soft = F.resize_image(data, list(new_hw), interpolation=mode, antialias=antialias)
     if kernel == "bicubic":

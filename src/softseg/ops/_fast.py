@@ -12,12 +12,13 @@ Private to :mod:`softseg.ops.resample`, which documents the idea and holds the r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Literal
 
 import numpy as np
 import torch
 
+from ._runs import Runs, boundaries, run_form, runs_pass
 from ._taps import codes_of
 from .kernels import AxisWeights, Resampler, axis_weights
 
@@ -63,106 +64,74 @@ class FastPath:
 
 # --------------------------------------------------------------------------- plans
 @dataclass(frozen=True)
-class _Runs:
-    """The weights of one axis as seen by runs of equal labels (suffix sums).
-
-    A run covering used inputs ``[a, b)`` adds ``S[j, a] - S[j, b]`` to output ``j``, where
-    ``S[j, x]`` is the weight output ``j`` gives to inputs ``>= x``. That is ``total[j]`` for every
-    ``j`` in ``[start[a], start[b])`` (outputs wholly inside the run), plus the partial sums
-    ``partial_w[a]`` at outputs ``partial_j[a]`` (outputs cut by the run's left edge), minus the same
-    at ``b``. Label maps are piecewise constant, so runs are far fewer than pixels.
-    """
-
-    start: torch.Tensor  # (n_used + 1,) first output lying wholly at or after each input
-    partial_j: torch.Tensor  # (k, n_used + 1) outputs cut at each input (padded with 0)
-    partial_w: torch.Tensor  # (k, n_used + 1) their suffix sums (0 in the padding)
-    total: torch.Tensor  # (n_out,) each output's summed weight
-
-
-@dataclass(frozen=True)
 class AxisPlan:
     """One axis's weights in the forms the label passes need.
 
     ``used``: input positions with any non-zero weight (the rest is skipped before any work).
-    ``target``/``weight``, shape ``(phases, n_used)``: the same weights seen from the input side;
-    in phase ``t`` used input ``u`` feeds output ``target[t, u]`` with ``weight[t, u]`` (0 when it
-    feeds fewer outputs). An input feeds about ``taps / scale`` outputs, so there are few phases.
     ``band_index``/``band_weight``, shape ``(n_out, taps)``: the band, indexed into ``used``.
-    ``runs``: the run form (``None`` where the band is not monotone and it does not apply).
+    ``n_phases``: how many phases :attr:`phases` has (the most outputs one input feeds).
+    The forms of the first pass are built on first use, since a plan serves either axis and
+    per-sample crops rarely reuse one: :attr:`phases` and :attr:`runs`.
     """
 
     axis: AxisWeights
     used: torch.Tensor
-    target: torch.Tensor
-    weight: torch.Tensor
     band_index: torch.Tensor
     band_weight: torch.Tensor
-    runs: _Runs | None
+    n_phases: int
 
     @property
     def n_out(self) -> int:
         return self.band_index.shape[0]
+
+    @cached_property
+    def phases(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``target``/``weight``, shape ``(phases, n_used)``: the weights seen from the input
+        side; in phase ``t`` used input ``u`` feeds output ``target[t, u]`` with ``weight[t, u]``
+        (0 when it feeds fewer outputs). An input feeds about ``taps / scale`` outputs, so there
+        are few phases."""
+        n_out, n_used = self.n_out, len(self.used)
+        band_index, band_weight = self.band_index.numpy(), self.band_weight.numpy()
+        live = band_weight != 0.0
+        # merge repeated (input, output) pairs (clamped border taps), then give the j-th output
+        # an input feeds to phase j
+        rows = np.broadcast_to(np.arange(n_out)[:, None], live.shape)[live]
+        keys, inverse = np.unique(band_index[live] * n_out + rows, return_inverse=True)
+        merged = np.bincount(inverse, weights=band_weight[live], minlength=len(keys))
+        slot, rows = keys // n_out, keys % n_out  # sorted by input, then output
+        phase = np.arange(len(slot)) - np.searchsorted(slot, slot)
+        n_phases = int(phase.max()) + 1 if len(phase) else 1
+        target = np.zeros((n_phases, n_used), dtype=np.int64)
+        weight = np.zeros((n_phases, n_used))
+        target[phase, slot], weight[phase, slot] = rows, merged
+        return torch.from_numpy(target), torch.from_numpy(weight)
+
+    @cached_property
+    def runs(self) -> Runs | None:
+        """The run form (:mod:`softseg.ops._runs`; ``None`` where it does not apply)."""
+        return run_form(self.band_index.numpy(), self.band_weight.numpy(), len(self.used))
 
 
 def _plan(aw: AxisWeights, n_in: int) -> AxisPlan:
     n_out, taps = aw.index.shape
     index, band_weight = aw.index.numpy(), aw.weight.numpy()
     live = band_weight != 0.0
-    used = np.unique(index[live])
-    position = np.zeros(n_in, dtype=np.int64)
-    position[used] = np.arange(len(used))
+    feeds = np.bincount(index[live], minlength=n_in)
+    used = np.flatnonzero(feeds)  # sorted, unique
+    position = np.maximum(np.cumsum(feeds > 0) - 1, 0)  # of each used input among them
+    # clamped border taps repeat an input in a row (rows ascend): one output, one phase
+    repeat = live[:, 1:] & live[:, :-1] & (index[:, 1:] == index[:, :-1])
+    if repeat.any():
+        feeds = feeds - np.bincount(index[:, 1:][repeat], minlength=n_in)
     # Dead taps point at their row's first live tap, so a block of outputs spans only the inputs
-    # it really reads.
-    first_live = index[np.arange(n_out), live.argmax(1)]
-    band_index = position[np.where(live, index, first_live[:, None])]
-    # Input-centric form: merge repeated (input, output) pairs (clamped border taps), then give
-    # the j-th output an input feeds to phase j.
-    rows = np.broadcast_to(np.arange(n_out)[:, None], index.shape)[live]
-    keys, inverse = np.unique(index[live] * n_out + rows, return_inverse=True)
-    merged = np.bincount(inverse, weights=band_weight[live], minlength=len(keys))
-    cols, rows = keys // n_out, keys % n_out  # sorted by input, then output
-    slot = np.searchsorted(used, cols)
-    first = np.searchsorted(cols, used)
-    phase = np.arange(len(cols)) - first[slot]
-    n_phases = int(phase.max()) + 1 if len(phase) else 1
-    target = np.zeros((n_phases, len(used)), dtype=np.int64)
-    weight = np.zeros((n_phases, len(used)))
-    target[phase, slot], weight[phase, slot] = rows, merged
-    t = torch.from_numpy
-    runs = _run_form(rows, slot, merged, n_out, len(used))
-    return AxisPlan(aw, t(used), t(target), t(weight), t(band_index), aw.weight.clone(), runs)
-
-
-def _run_form(rows, slot, merged, n_out: int, n_used: int) -> _Runs | None:
-    """Suffix sums of the band over used inputs, or None when the band is not monotone."""
-    if n_used == 0:
-        return None
-    band = np.zeros((n_out, n_used))
-    np.add.at(band, (rows, slot), merged)
-    live = band != 0.0
+    # it really reads; rows without any, at the last row's, so that first taps never descend
+    # where live ones do not (the run form relies on that).
+    first = position[index[np.arange(n_out), live.argmax(1)]]
     has = live.any(1)
-    lo = np.where(has, live.argmax(1), n_used)
-    hi = np.where(has, n_used - 1 - live[:, ::-1].argmax(1), -1)
-    # outputs wholly on padding weigh nothing: give them an empty span that keeps the order
-    lo = np.where(has, lo, np.maximum.accumulate(np.where(has, lo, 0)))
-    hi = np.where(has, hi, lo - 1)
-    if np.any(np.diff(lo) < 0) or np.any(np.diff(hi) < 0):
-        return None
-    suffix = np.zeros((n_out, n_used + 1))
-    suffix[:, :n_used] = np.cumsum(band[:, ::-1], axis=1)[:, ::-1]
-    x = np.arange(n_used + 1)
-    start = np.searchsorted(lo, x, side="left")  # first output with lo >= x: wholly after x
-    cut = np.searchsorted(hi, x, side="left")  # first output with hi >= x: cut at x if < start
-    k = max(1, int((start - cut).max()))
-    partial_j = cut[:, None] + np.arange(k)[None, :]
-    inside = partial_j < start[:, None]
-    partial_j = np.minimum(partial_j, n_out - 1)
-    partial_w = np.where(inside, suffix[partial_j, x[:, None]], 0.0)
+    first = np.where(has, first, np.maximum.accumulate(np.where(has, first, 0)))
+    band_index = np.where(live, position[index], first[:, None])
     t = torch.from_numpy
-    partial_j = np.ascontiguousarray(np.where(inside, partial_j, 0).T)
-    return _Runs(
-        t(start), t(partial_j), t(np.ascontiguousarray(partial_w.T)), t(suffix[:, 0].copy())
-    )
+    return AxisPlan(aw, t(used), t(band_index), aw.weight.clone(), max(1, int(feeds.max())))
 
 
 @lru_cache(maxsize=256)
@@ -173,68 +142,45 @@ def axis_plan(n_in: int, n_out: int, resampler: Resampler, start: float, length:
 
 
 # --------------------------------------------------------------------------- the two passes
-def _runs_on(runs: _Runs, dev) -> _Runs:
-    f32 = torch.float32
-    return _Runs(
-        runs.start.to(dev),
-        runs.partial_j.to(dev),
-        runs.partial_w.to(dev, f32),
-        runs.total.to(dev, f32),
-    )
+class _Phases:
+    """The column plan's phase tables on a device, moved there once, on first use (the run
+    path never needs them)."""
+
+    def __init__(self, px: AxisPlan, dev: torch.device) -> None:
+        self.count, self._px, self._dev, self._tables = px.n_phases, px, dev, None
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._tables is None:
+            target, weight = self._px.phases
+            self._tables = target.to(self._dev), weight.to(self._dev, torch.float32)
+        return self._tables
 
 
-def _first_pass(part, acc, k: int, w: int, target, weight, runs, run_path, ignore_index) -> None:
-    """Add the weights of ``part`` (rows of checked labels) into ``acc``, a flat ``(rows, k, w)``
-    buffer whose channel ``k - 1`` takes the ignored pixels.
+def _first_pass(part, acc, k: int, w: int, phases: _Phases, runs, run_path, ignore_index) -> None:
+    """Add the weights of ``part`` (rows of checked labels) into ``acc``, a zeroed flat
+    ``(k, rows, w)`` buffer whose channel ``k - 1`` takes the ignored pixels.
 
     Two equivalent ways; whichever touches fewer elements is used: once per pixel and phase, or
-    once per run of equal labels and its edges (label maps are piecewise constant). Labels become
-    channel numbers only here, on the pixels read, never on the whole map.
+    once per output and per boundary between runs of equal labels (``runs``, where allowed; label
+    maps are piecewise constant). Labels become channel numbers only here, on the pixels read,
+    never on the whole map.
     """
     n_rows, cols = part.shape
-    per_pixel = n_rows * cols * target.shape[0]
-    # On a GPU the run path's host syncs (counting runs, sizing their outputs) cost more than the
-    # per-pixel adds they save: measured 0.1-0.9x against 1.1-3.2x (docs/benchmarks, CUDA sweep).
-    on_cpu = part.device.type == "cpu"
-    if runs is not None and (run_path == "always" or (run_path == "auto" and on_cpu)):
-        starts = torch.ones_like(part, dtype=torch.bool)
-        torch.ne(part[:, 1:], part[:, :-1], out=starts[:, 1:])
-        n_runs = int(starts.sum())
-        # each run element costs a gather besides its add; a pixel phase costs about one add
-        per_run = 2 * (n_runs * (2 * runs.partial_j.shape[0] + 4) + n_rows * w) + n_rows * cols // 4
-        if run_path == "always" or per_run < per_pixel:
-            _runs_pass(part, starts, runs, acc, k, w, ignore_index)
+    if runs is not None:
+        row, col = boundaries(part)
+        # a boundary costs a few gathers and two adds per output it cuts; a pixel phase one add
+        per_run = 2 * (len(row) * (2 * runs.cut_j.shape[1] + 4) + n_rows * w) + n_rows * cols // 4
+        if run_path == "always" or per_run < n_rows * cols * phases.count:
+            runs_pass(part, row, col, runs, acc, k, w, ignore_index)
             return
-    flat = codes_of(part, k - 1, ignore_index).mul_(w)  # part is this block's own copy
-    flat += (torch.arange(n_rows, device=part.device) * (k * w)).view(n_rows, 1)
+    target, weight = phases.tables()
+    flat = codes_of(part, k - 1, ignore_index).mul_(n_rows * w)  # part is this block's own copy
+    flat += (torch.arange(n_rows, device=part.device) * w).view(n_rows, 1)
     previous = 0
     for t in range(target.shape[0]):
         flat += target[t] - previous
         previous = target[t]
         acc.index_add_(0, flat.view(-1), weight[t].expand(n_rows, cols).reshape(-1))
-
-
-def _runs_pass(part, starts, runs: _Runs, acc, k: int, w: int, ignore_index) -> None:
-    n_rows, cols = part.shape
-    dev = part.device
-    first = starts.view(-1).nonzero().squeeze(1)  # flat start of every run, in order
-    row = first // cols
-    a = first - row * cols
-    b = (torch.cat([first[1:], first.new_tensor([n_rows * cols])]) - row * cols).clamp_(max=cols)
-    code = codes_of(part.reshape(-1).index_select(0, first), k - 1, ignore_index)
-    base = (row * k + code) * w  # (row, code, output 0)
-    # outputs lying wholly inside a run get their whole weight
-    j0 = runs.start.index_select(0, a)
-    length = runs.start.index_select(0, b) - j0
-    run_of = torch.repeat_interleave(torch.arange(len(first), device=dev), length)
-    offset = (j0 - length.cumsum(0) + length).index_select(0, run_of)
-    j = torch.arange(len(run_of), device=dev).add_(offset)
-    acc.index_add_(0, base.index_select(0, run_of).add_(j), runs.total.index_select(0, j))
-    # outputs cut by a run's left edge get their weight from there on, minus that from its end on
-    for t in range(runs.partial_j.shape[0]):
-        pj, pw = runs.partial_j[t], runs.partial_w[t]
-        acc.index_add_(0, pj.index_select(0, a).add_(base), pw.index_select(0, a))
-        acc.index_add_(0, pj.index_select(0, b).add_(base), pw.index_select(0, b).neg_())
 
 
 def soft_from_labels(
@@ -248,46 +194,58 @@ def soft_from_labels(
     """Soft labels ``(N, C, h, w)`` from checked labels ``(N, H, W)`` (values ``0 .. C-1`` or
     ``ignore_index``, whose pixels go to a spare channel ``C`` that is dropped).
 
-    Pass 1 walks the input pixels once per phase of ``px`` and adds each weight straight into the
-    channel its label names, giving ``(N, rows, C + 1, w)`` partial sums. Pass 2 is a weighted sum of
-    those rows along ``py``, which ``embedding_bag`` does in one fused call. Both run per block of
+    Pass 1 walks the input pixels along ``px`` and adds each weight straight into the channel its
+    label names, giving ``(C + 1, N, rows, w)`` partial sums. Pass 2 is a weighted sum of those
+    rows along ``py``, which ``embedding_bag`` does in one fused call. Both run per block of
     output rows.
     """
-    transpose = py.band_index.shape[1] * len(px.used) < px.band_index.shape[1] * len(py.used)
-    if transpose:  # pass 1 along the rows is cheaper: same code on the transposed map
+    # pass 1 fills (C + 1) x rows read x outputs along a row, pass 2 reads each row of that
+    # once per tap: run along whichever axis gives less (same code on the transposed map)
+    h, w = py.n_out, px.n_out
+    transpose = h * (len(px.used) + w * px.band_index.shape[1]) < w * (
+        len(py.used) + h * py.band_index.shape[1]
+    )
+    if transpose:
         labels, py, px = labels.transpose(1, 2), px, py
     dev, f32 = labels.device, torch.float32
     n, h, w, k = labels.shape[0], py.n_out, px.n_out, num_classes + 1
-    out = torch.zeros(n, num_classes, h, w, dtype=f32, device=dev)
     if len(px.used) == 0 or len(py.used) == 0:  # the box lies wholly outside the image
+        out = torch.zeros(n, num_classes, h, w, dtype=f32, device=dev)
         return out.transpose(2, 3).contiguous() if transpose else out
     if len(px.used) < labels.shape[2]:
         labels = labels.index_select(2, px.used.to(dev))
     cols = labels.shape[2]
-    target, weight = px.target.to(dev), px.weight.to(dev, f32)
-    runs = _runs_on(px.runs, dev) if px.runs is not None else None
+    # On a GPU the run path's host syncs (finding boundaries, sizing their outputs) cost more
+    # than the per-pixel adds they save: measured 0.1-0.9x against 1.1-3.2x (CUDA sweep).
+    runs_allowed = fast.run_path == "always" or (fast.run_path == "auto" and dev.type == "cpu")
+    runs = px.runs.to(dev) if runs_allowed and px.runs is not None else None
+    phases = _Phases(px, dev)
     band_index, band_weight = py.band_index.to(dev), py.band_weight.to(dev, f32)
     used_rows = py.used.to(dev)
     rows_per_out = max(1.0, len(py.used) / h) + py.band_index.shape[1]
-    budget = fast.block_bytes_on(dev.type)
-    block = max(1, int(budget / (4 * n * k * w * rows_per_out)))
+    block = max(1, int(fast.block_bytes_on(dev.type) / (4 * n * k * w * rows_per_out)))
+    out = None if block >= h else torch.empty(n, num_classes, h, w, dtype=f32, device=dev)
     for i0 in range(0, h, block):
-        bags = band_index[i0 : i0 + block]
         host_bags = py.band_index[i0 : i0 + block]  # the row span, read without a device sync
         lo, hi = int(host_bags.min()), int(host_bags.max()) + 1
         rows = hi - lo
         part = labels.index_select(1, used_rows[lo:hi]).reshape(n * rows, cols)
-        acc = torch.zeros(n * rows * k * w, dtype=f32, device=dev)
-        _first_pass(part, acc, k, w, target, weight, runs, fast.run_path, ignore_index)
-        bags = (bags - lo) + (torch.arange(n, device=dev) * rows).view(n, 1, 1)
+        acc = torch.zeros(k * n * rows * w, dtype=f32, device=dev)
+        _first_pass(part, acc, k, w, phases, runs, fast.run_path, ignore_index)
+        # the bags of class c and sample s read rows (c * n + s) * rows + ... of the partial sums
+        bags = (band_index[i0 : i0 + block] - lo).unsqueeze(0)
+        bags = bags + (torch.arange(k * n, device=dev) * rows).view(k * n, 1, 1)
         summed = torch.nn.functional.embedding_bag(
             bags.view(-1, bags.shape[-1]),
-            acc.view(n * rows, k * w),
-            per_sample_weights=band_weight[i0 : i0 + block].repeat(n, 1),
+            acc.view(k * n * rows, w),
+            per_sample_weights=band_weight[i0 : i0 + block].repeat(k * n, 1),
             mode="sum",
         )
-        b = summed.shape[0] // n
-        out[:, :, i0 : i0 + b] = summed.view(n, b, k, w)[:, :, :num_classes].transpose(1, 2)
+        soft = summed.view(k, n, -1, w)[:num_classes].transpose(0, 1)
+        if out is None:  # one block: the partial sums' layout is already the result's
+            out = soft if n == 1 else soft.contiguous()
+        else:
+            out[:, :, i0 : i0 + soft.shape[2]] = soft
     return out.transpose(2, 3).contiguous() if transpose else out
 
 
