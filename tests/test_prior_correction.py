@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from softseg.cli import app
 from softseg.data import build_dataset
 from softseg.train.evaluate import class_frequencies, evaluate_model, prior_offset
+from softseg.train.losses import median_frequency_weights, soft_cross_entropy
 
 LEGACY_RUN = Path(__file__).resolve().parent / "fixtures" / "legacy_v0_1" / "run"
 
@@ -72,3 +73,34 @@ def test_cli_eval_with_prior_correction(tmp_path):
     assert scores["1"]["iou"] != scores["0"]["iou"]  # the offsets changed the decisions
     bad = CliRunner().invoke(app, ["eval", str(run), "--prior-correction", "-1"])
     assert bad.exit_code != 0 and "--prior-correction" in bad.output
+
+
+def test_weighted_cross_entropy_learns_the_weighted_posterior():
+    """Why prior correction over-corrects class-weighted models (prior_offset's docstring): where
+    a share p_c of the pixels of one input is labelled c, the weighted loss is least at
+    q_c ∝ w_c p_c, i.e. the model's logits already hold log w_c."""
+    p = torch.tensor([0.7, 0.2, 0.1])
+    w = torch.tensor([0.5, 2.0, 4.0])
+    labels = torch.tensor([0] * 7 + [1] * 2 + [2]).view(1, 1, 10)  # one input, ten labellings
+    for weight_mode in ("pixel", "class"):  # the same loss for one-hot labels
+        grads = []
+        for start in ((w * p).log(), p.log()):
+            z = start.clone().requires_grad_()  # one score vector shared by the ten pixels
+            logits = z.view(1, 3, 1, 1).expand(1, 3, 1, 10)
+            soft_cross_entropy(logits, labels, weight=w, weight_mode=weight_mode).backward()
+            grads.append(z.grad.abs().max())
+        assert grads[0] < 1e-6  # log(w p) is the optimum...
+        assert grads[1] > 1e-2  # ...and the unweighted posterior is not
+
+
+def test_median_frequency_weights_times_the_prior_is_the_presence():
+    """w_c * share_c = median * (share of pixels in maps holding c): the same for every class that
+    is in every map, so dividing the prior out of such a model's scores counts it twice."""
+    maps = [torch.tensor([0] * 6 + [1] * 3 + [2]), torch.tensor([0] * 5 + [1] * 4 + [2])]
+    counts = torch.bincount(torch.cat(maps), minlength=3).double()
+    product = median_frequency_weights(maps, 3, None).double() * counts / counts.sum()
+    assert torch.allclose(product, product[0].expand(3), rtol=1e-6)
+    maps[1] = torch.tensor([0] * 6 + [1] * 4)  # class 2 now in half of the maps
+    counts = torch.bincount(torch.cat(maps), minlength=3).double()
+    product = median_frequency_weights(maps, 3, None).double() * counts / counts.sum()
+    assert float(product[2] / product[0]) == pytest.approx(0.5)

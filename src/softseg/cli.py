@@ -75,6 +75,10 @@ ROTATION_HELP = (
     "operator for image and label; 0, the default, is off."
 )
 SOFT_LABELS_IN = "Soft labels made in: worker, step (batched, on the model's device) or auto."
+FIT_OFFSETS_HELP = (
+    "Decode with per-class logit offsets fit to maximise mIoU on this split ('run': the run's own "
+    "training split, the sensible choice; same syntax as --split); recorded in --json."
+)
 
 
 @app.command(
@@ -176,28 +180,6 @@ def _none(value: str) -> str | None:
     return None if value.lower() == "none" else value
 
 
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"  # None: a class absent from the labels
-
-
-def _print_table(result: dict) -> None:
-    typer.echo(f"{'class':<20}{'IoU %':>8}")
-    for name, iou in (result.get("per_class") or {}).items():
-        typer.echo(f"{name:<20}{_percent(iou):>8}")
-    typer.echo(f"{'mIoU':<20}{_percent(result['miou']):>8}")
-    typer.echo(f"{'pixel accuracy':<20}{_percent(result['pixel_acc']):>8}")
-    width = result.get("boundary_width")
-    typer.echo(f"{f'boundary mIoU ({width} px)':<20}{_percent(result.get('boundary_miou')):>8}")
-    typer.echo(f"{'ECE %':<20}{_percent(result.get('ece')):>8}")
-    nll = result.get("nll")
-    typer.echo(f"{'NLL (nats/pixel)':<20}{'-' if nll is None else f'{nll:.4f}':>8}")
-    if result["pixel_acc"] is None:
-        typer.secho(
-            "warning: no labelled pixel in these images: every score is absent (null)",
-            fg=typer.colors.YELLOW, err=True,
-        )  # fmt: skip
-
-
 @app.command(
     name="eval",
     epilog="Example:\n\n    softseg eval runs/camvid_soft_x4 --dataset camvid "
@@ -216,19 +198,36 @@ def eval_(
         float,
         typer.Option(help="Decode with the training labels' class prior divided out (0-1)."),
     ] = 0.0,
+    fit_offsets_on: Annotated[str | None, typer.Option(help=FIT_OFFSETS_HELP)] = None,
+    fit_offsets_frames: Annotated[
+        int | None, typer.Option(help="Evenly spaced frames to fit the offsets on [default: 60].")
+    ] = None,
 ) -> None:
     """Score a run's checkpoint at the original label resolution; prints a per-class table."""
     from .atomic import atomic_write_text
-    from .train.evaluate import evaluate_run
+    from .train.evaluate import evaluate_run, score_table
+    from .train.offsets import DEFAULT_FRAMES, evaluate_with_fitted_offsets
 
+    options = dict(
+        dataset=dataset, root=root, split=split, factor=factor, device=device, limit=limit,
+        prior_correction=prior_correction,
+    )  # fmt: skip
     try:
-        result = evaluate_run(
-            run_dir, dataset=dataset, root=root, split=split, factor=factor, device=device,
-            limit=limit, prior_correction=prior_correction,
-        )  # fmt: skip
+        if fit_offsets_on is not None:
+            frames = DEFAULT_FRAMES if fit_offsets_frames is None else fit_offsets_frames
+            result = evaluate_with_fitted_offsets(run_dir, fit_offsets_on, frames, **options)
+        elif fit_offsets_frames is not None:
+            raise ValueError(f"`fit_offsets_frames` {fit_offsets_frames} needs `fit_offsets_on`")
+        else:
+            result = evaluate_run(run_dir, **options)
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
-    _print_table(result)
+    typer.echo(score_table(result))
+    if result["pixel_acc"] is None:
+        typer.secho(
+            "warning: no labelled pixel in these images: every score is absent (null)",
+            fg=typer.colors.YELLOW, err=True,
+        )  # fmt: skip
     if json_path:
         atomic_write_text(json_path, json.dumps(result, indent=2) + "\n")
         typer.echo(f"wrote {json_path}")

@@ -7,6 +7,7 @@ its kernel, and the logits are up-sampled back to the label (:class:`Segmentatio
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,12 +27,16 @@ from .transforms import EvalTransform
 
 __all__ = [
     "build_model",
+    "check_factor",
     "evaluate_model",
     "evaluate_run",
+    "frame_logits",
     "load_run",
     "predict_image",
     "predict_logits",
     "run_dataset_info",
+    "score_table",
+    "to_label_size",
 ]
 
 
@@ -53,6 +58,42 @@ def predict_logits(model: torch.nn.Module, x: torch.Tensor, divisor: int) -> tor
     return logits[..., :lh, :lw]
 
 
+def to_label_size(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Float32 logits ``(N, C, h, w)`` up-sampled bilinearly to the label ``size`` ``(H, W)``, as
+    :class:`SegmentationMetrics` does before its argmax."""
+    return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def frame_logits(
+    model: torch.nn.Module,
+    ds: Dataset,
+    factor: float,
+    indices: Iterable[int],
+    *,
+    image_kernel: str = "bilinear",
+    antialias: bool = True,
+    device: torch.device,
+    progress: bool = True,
+    desc: str = "eval",
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
+    """``(logits (1, C, h, w) float32, label (1, H, W) int64, name)`` for the frames ``indices`` of
+    ``ds``, the image shrunk by ``factor`` with the run's kernel and the label left at full size
+    (both on ``device``). The model is in eval mode meanwhile and gets its mode back after."""
+    transform = EvalTransform(factor, image_kernel=image_kernel, antialias=antialias)
+    divisor = required_divisor(unwrap(model))
+    was_training = model.training
+    model.eval()
+    try:
+        for i in tqdm(indices, desc=desc, disable=not progress, leave=False):
+            image, label, name = ds[i]
+            x, y = transform(image, label)
+            logits = predict_logits(model, x[None].to(device), divisor).float()
+            yield logits, y[None].to(device), name
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def evaluate_model(
     model: torch.nn.Module,
@@ -71,26 +112,21 @@ def evaluate_model(
 
     With ``dist_info`` of several processes each scores every ``world``-th image and the counts
     are summed; every process returns the same scores. ``logit_offset`` ``(C,)`` is added to every
-    pixel's logits before scoring (see :func:`prior_offset`).
+    pixel's logits before scoring (see :func:`prior_offset` and :mod:`softseg.train.offsets`).
     """
     dist_info = dist_info or DistInfo()
     info = ds.info
-    transform = EvalTransform(factor, image_kernel=image_kernel, antialias=antialias)
     metrics = SegmentationMetrics(info.num_classes, info.ignore_index, info.classes)
-    divisor = required_divisor(unwrap(model))
-    was_training = model.training
-    model.eval()
-    indices = range(dist_info.rank, len(ds), dist_info.world)
-    bar = tqdm(indices, desc=desc, disable=not (progress and dist_info.main), leave=False)
-    for i in bar:
-        image, label, _ = ds[i]
-        x, y = transform(image, label)
-        logits = predict_logits(model, x[None].to(device), divisor).float()
+    frames = frame_logits(
+        model, ds, factor, range(dist_info.rank, len(ds), dist_info.world),
+        image_kernel=image_kernel, antialias=antialias, device=device,
+        progress=progress and dist_info.main, desc=desc,
+    )  # fmt: skip
+    for logits, y, _ in frames:
         if logit_offset is not None:
             logits = logits + logit_offset.to(logits.device).view(1, -1, 1, 1)
-        metrics.update(logits, y[None].to(device))
+        metrics.update(logits, y)
     metrics.all_reduce()
-    model.train(was_training)
     result = metrics.compute()
     result["n_images"] = len(ds)
     return result
@@ -117,6 +153,16 @@ def prior_offset(frequencies: torch.Tensor, strength: float) -> torch.Tensor:
     likely a priori (logit adjustment, Menon et al. 2021), which favours rare, thin classes such as
     pole. ``strength`` 0 changes nothing, 1 divides the prior out fully. Classes absent from the
     training labels get no offset.
+
+    Only for models trained without class weights: cross-entropy with weights ``w_c`` is
+    minimised by ``q(c | x) ∝ w_c p(c | x)`` (exactly for one-hot labels, nearly for soft ones
+    in ``weight_mode="pixel"``), so the balanced decision ``argmax p(c | x) / prior_c`` is
+    ``argmax q(c | x) / (w_c prior_c)``. Median-frequency weights
+    (:func:`~softseg.train.losses.median_frequency_weights`) make ``w_c prior_c = median *
+    presence_c``, ``presence_c`` the share of training pixels in frames holding class ``c``, near
+    1 for most CamVid classes: such a model's logits are already prior-adjusted, and this offset
+    counts the prior twice (issue 16: mIoU 16.66 to 10.76 at strength 1 on a cross-sequence cell).
+    :mod:`softseg.train.offsets` fits offsets on training frames instead, with no such assumption.
 
     >>> prior_offset(torch.tensor([0.5, 0.25, 0.25, 0.0]), 1.0).tolist()  # doctest: +ELLIPSIS
     [0.6931..., 1.3862..., 1.3862..., 0.0]
@@ -173,6 +219,43 @@ def _check_classes(
         )
 
 
+def check_factor(factor: float | None) -> None:
+    """Refuse a factor to score at that is not a positive number (``None``: the run's)."""
+    if factor is not None and not (
+        isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0
+    ):
+        raise ValueError(f"`factor` must be a positive number, got {factor!r}")
+
+
+def _logit_offset(
+    cfg: TrainConfig,
+    info: DatasetInfo,
+    prior_correction: float,
+    class_offsets: Sequence[float] | torch.Tensor | None,
+    progress: bool,
+) -> torch.Tensor | None:
+    """The ``(C,)`` offset to decode with: the prior correction's, the given one, or none."""
+    if not (math.isfinite(prior_correction) and prior_correction >= 0):
+        raise ValueError(f"`prior_correction` must be a number >= 0, got {prior_correction!r}")
+    if class_offsets is None:
+        if not prior_correction:
+            return None
+        train_ds = load_split(cfg, cfg.train_split, cfg.limit_train)
+        return prior_offset(class_frequencies(train_ds, progress), prior_correction)
+    if prior_correction:
+        raise ValueError(
+            f"`prior_correction` ({prior_correction!r}) and `class_offsets` are two remedies for "
+            "one bias: give one of them, not both (summing them would count the prior twice)"
+        )
+    offset = torch.as_tensor(class_offsets, dtype=torch.float32).reshape(-1)
+    if offset.numel() != info.num_classes or not bool(offset.isfinite().all()):
+        raise ValueError(
+            f"`class_offsets` must be {info.num_classes} finite numbers (one per class), got "
+            f"{offset.tolist()}"
+        )
+    return offset
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -184,30 +267,25 @@ def evaluate_run(
     limit: int | None = None,
     progress: bool = True,
     prior_correction: float = 0.0,
+    class_offsets: Sequence[float] | torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Score a run's checkpoint on a split (dataset, root and factor default to the run's own).
 
     ``prior_correction`` > 0 decodes with the training split's class prior divided out to that
-    strength (:func:`prior_offset`; needs the run's training data). Returns
-    :meth:`SegmentationMetrics.compute`'s scores plus ``run``, ``dataset``, ``split``, ``factor``,
-    ``epoch`` (of the checkpoint), ``labels`` (the run's label method) and ``prior_correction``.
+    strength (:func:`prior_offset`; needs the run's training data). ``class_offsets`` ``(C,)`` are
+    added to every pixel's logits instead (e.g. :func:`softseg.train.offsets.fit_class_offsets`);
+    giving both is an error. Returns :meth:`SegmentationMetrics.compute`'s scores plus ``run``,
+    ``dataset``, ``split``, ``factor``, ``epoch`` (of the checkpoint), ``labels`` (the run's label
+    method), ``prior_correction`` and ``class_offsets`` (``{class name: offset}`` or ``None``).
     """
-    if factor is not None and not (
-        isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0
-    ):
-        raise ValueError(f"`factor` must be a positive number, got {factor!r}")
+    check_factor(factor)
     dev = resolve_device(device)
     di = init_distributed(dev)
     cfg, model, state = load_run(run_dir, dev)
     data_cfg = replace(cfg, dataset=dataset or cfg.dataset, root=root or cfg.root)
     ds = load_split(data_cfg, split, limit)
     _check_classes(ds.info, run_dir, state, f"split {split!r} of {data_cfg.dataset}")
-    if not (math.isfinite(prior_correction) and prior_correction >= 0):
-        raise ValueError(f"`prior_correction` must be a number >= 0, got {prior_correction!r}")
-    offset = None
-    if prior_correction:
-        train_ds = load_split(cfg, cfg.train_split, cfg.limit_train)
-        offset = prior_offset(class_frequencies(train_ds, progress), prior_correction)
+    offset = _logit_offset(cfg, ds.info, prior_correction, class_offsets, progress)
     result = evaluate_model(
         model, ds, factor or cfg.factor, image_kernel=cfg.image_kernel, antialias=cfg.antialias,
         device=dev, dist_info=di, progress=progress, desc=f"eval {split}", logit_offset=offset,
@@ -220,6 +298,9 @@ def evaluate_run(
         "epoch": int(state["epoch"]) + 1,
         "labels": cfg.labels,
         "prior_correction": prior_correction,
+        "class_offsets": None
+        if class_offsets is None
+        else dict(zip(ds.info.classes, offset.tolist(), strict=True)),
     }
     return result
 
@@ -231,7 +312,24 @@ def predict_image(
     """Class map ``(H, W)`` int64 at the image's own resolution for a uint8 image ``(3, H, W)``."""
     x = EvalTransform(cfg.factor, cfg.image_kernel, cfg.antialias).transform_image(image)
     logits = predict_logits(model, x[None].to(device), required_divisor(unwrap(model)))
-    logits = F.interpolate(
-        logits.float(), size=image.shape[-2:], mode="bilinear", align_corners=False
-    )
-    return logits.argmax(1)[0].cpu()
+    return to_label_size(logits, tuple(image.shape[-2:])).argmax(1)[0].cpu()
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"  # None: a class absent from the labels
+
+
+def score_table(result: dict[str, Any]) -> str:
+    """The per-class IoU table ``softseg eval`` prints, then mIoU, pixel accuracy, boundary mIoU,
+    ECE and NLL (``-`` for an absent score)."""
+    lines = [f"{'class':<20}{'IoU %':>8}"]
+    for name, iou in (result.get("per_class") or {}).items():
+        lines.append(f"{name:<20}{_percent(iou):>8}")
+    lines.append(f"{'mIoU':<20}{_percent(result['miou']):>8}")
+    lines.append(f"{'pixel accuracy':<20}{_percent(result['pixel_acc']):>8}")
+    width = result.get("boundary_width")
+    lines.append(f"{f'boundary mIoU ({width} px)':<20}{_percent(result.get('boundary_miou')):>8}")
+    lines.append(f"{'ECE %':<20}{_percent(result.get('ece')):>8}")
+    nll = result.get("nll")
+    lines.append(f"{'NLL (nats/pixel)':<20}{'-' if nll is None else f'{nll:.4f}':>8}")
+    return "\n".join(lines)
