@@ -88,10 +88,11 @@ def taps_pay(fast, labels: torch.Tensor, py, px, num_classes: int) -> bool:
     """Whether :func:`soft_from_taps` should replace the row passes for these axis plans.
 
     ``fast`` is the :class:`softseg.ops._fast.FastPath` (its ``tap_path``); ``py``/``px`` the
-    row and column plans. On one CPU thread (``benchmarks/bench_downsample.py``) reading taps
-    wins where it reads no more label pixels than the row passes, whose partial sums grow with
-    the classes (about ``(C + 1) / 20`` of a read per input pixel); measured on CPUs only, so
-    devices keep the row passes unless asked.
+    row and column plans. On one CPU thread (``benchmarks/bench_downsample.py``, Cityscapes and
+    ADE20K sizes at x2, x4, x8) reading taps won for up to 4 taps per output, and for up to 64
+    where its reads stayed under 1/30 of the row passes' work (input pixels read times
+    ``C + 1``, their partial sums grow with the classes); near that line the two tie. Measured on
+    CPUs only, so devices keep the row passes unless asked.
     """
     if len(py.used) == 0 or len(px.used) == 0:  # a box wholly outside: nothing to read
         return False
@@ -102,4 +103,4 @@ def taps_pay(fast, labels: torch.Tensor, py, px, num_classes: int) -> bool:
     taps = py.band_index.shape[1] * px.band_index.shape[1]
     reads = labels.shape[0] * py.n_out * px.n_out * taps
     passes = labels.shape[0] * len(py.used) * len(px.used) * (num_classes + 1)
-    return taps <= 64 and reads <= MAX_TAPS and 20 * reads <= passes
+    return reads <= MAX_TAPS and (taps <= 4 or (taps <= 64 and 30 * reads <= passes))
