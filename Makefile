@@ -21,6 +21,7 @@ test: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_downsample.py
+	$(BIN)/python benchmarks/bench_downsample.py --convention cv2
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
