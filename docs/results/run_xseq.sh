@@ -9,10 +9,14 @@
 #   bash docs/results/run_xseq.sh                     # everything
 #   FACTORS="4" SEEDS="0" bash docs/results/run_xseq.sh
 # SOFTSEG_PYTHON picks the interpreter (default .venv/bin/python), e.g. one that imports a frozen
-# copy of the package while the working tree changes.
+# copy of the package while the working tree changes. Variants of the recipe (issue 16), each into
+# its own folder, tabled by `docs/results/xseq_report.py FOLDER`:
+#   CLASS_WEIGHTS=none OUT=docs/results/camvid_xseq_noweights bash docs/results/run_xseq.sh
+#   ARCH=fpn FACTORS=4 OUT=docs/results/camvid_xseq_fpn bash docs/results/run_xseq.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${SOFTSEG_PYTHON:-.venv/bin/python}
+OUT=${OUT:-docs/results/camvid_xseq}
 SEQUENCES=(0001TP 0006R0 0016E5)
 for f in ${FACTORS:-4 8}; do
   for s in ${SEEDS:-0 1 2}; do
@@ -21,9 +25,9 @@ for f in ${FACTORS:-4 8}; do
       "$PY" -m softseg compare --dataset camvid --root ../shared/data/camvid \
         --train-split "train+val:$train" --eval-split "train+val:$held" \
         --methods nearest,soft --factors "$f" --seeds "$s" \
-        --arch linknet --encoder resnet18 --epochs 40 --batch-size 8 --lr 2e-3 \
-        --class-weights median-frequency --weight-mode pixel \
-        --max-pixels 43200 --workers 1 --device cpu --out "docs/results/camvid_xseq/heldout_$held"
+        --arch "${ARCH:-linknet}" --encoder resnet18 --epochs 40 --batch-size 8 --lr 2e-3 \
+        --class-weights "${CLASS_WEIGHTS:-median-frequency}" --weight-mode pixel \
+        --max-pixels 43200 --workers 1 --device cpu --out "$OUT/heldout_$held"
     done
   done
 done

@@ -125,6 +125,18 @@ def seed_rows(cells) -> list[str]:
     return rows
 
 
+def recipe(folder: Path) -> str:
+    """The recipe the folds share, from their grid.json files (a variant says what it varies)."""
+    grids = [json.loads(p.read_text()) for p in sorted(folder.glob("heldout_*/grid.json"))]
+    keys = ("arch", "encoder", "epochs", "class_weights", "weight_mode")
+    found = {tuple(g.get(k) for k in keys) for g in grids}
+    if len(found) != 1:
+        raise SystemExit(f"folds under {folder} differ in {keys}: {sorted(map(str, found))}")
+    arch, encoder, epochs, weights, mode = found.pop()
+    weighting = "no class weights" if weights == "none" else f"{weights} class weights ({mode})"
+    return f"{arch}/{encoder} from scratch, {epochs} epochs, {weighting}"
+
+
 def report(folder: Path) -> str:
     cells = load(folder)
     if not cells:
@@ -133,11 +145,10 @@ def report(folder: Path) -> str:
         "# CamVid cross-sequence folds: soft against nearest labels",
         "",
         "Each fold trains on two of CamVid's three driving sequences (train+val frames) and "
-        "scores every frame of the third at 360x480. Recipe: LinkNet/ResNet-18 from scratch, 40 "
-        "epochs, median-frequency class weights applied per pixel. Made by "
-        "`bash docs/results/run_xseq.sh`; this page by `.venv/bin/python "
-        "docs/results/xseq_report.py`. Cells: mean ± std over seeds (number of seeds); only seeds "
-        "finished for both methods enter a row.",
+        f"scores every frame of the third at 360x480. Recipe: {recipe(folder)}. Made by "
+        f"`OUT={folder} bash docs/results/run_xseq.sh` (with the variant's ARCH / CLASS_WEIGHTS); "
+        f"this page by `.venv/bin/python docs/results/xseq_report.py {folder}`. Cells: mean ± std "
+        "over seeds (number of seeds); only seeds finished for both methods enter a row.",
     ]
     for key, label, higher in SCORES:
         rows, per_factor = fold_rows(cells, key)

@@ -13,6 +13,7 @@ from .base import (
     DatasetInfo,
     LabelMapping,
     SegmentationFolder,
+    _any_case,
     existing_dir,
     glob_nonempty,
     pair_with,
@@ -38,16 +39,32 @@ CAMVID_MAPPING = LabelMapping.identity(11, ignore=(11, IGNORE_INDEX))
 
 
 class CamVid(SegmentationFolder):
-    """CamVid in the SegNet layout: ``<root>/<split>/*.png`` with ``<root>/<split>annot/*.png``."""
+    """CamVid in the SegNet layout: ``<root>/<split>/*.png`` with ``<root>/<split>annot/*.png``.
+
+    Images may instead be JPEGs (``<split>/*.jpg``, labels still ``<split>annot/<stem>.png``): the
+    compact copy ``docs/results/pack_camvid.py`` writes to carry CamVid where 122 MB of PNGs do not
+    fit. A split holds one or the other, never both.
+    """
 
     SPLITS = ("train", "val", "test")
-    LAYOUT = "<root>/<split>/*.png with labels <root>/<split>annot/*.png"
+    LAYOUT = "<root>/<split>/*.png (or *.jpg) with labels <root>/<split>annot/<stem>.png"
 
     def __init__(self, root: str | Path, split: str = "train") -> None:
         root = existing_dir(Path(root), "CamVid root", self.LAYOUT)
         present = [s for s in self.SPLITS if (root / s).is_dir() and (root / f"{s}annot").is_dir()]
         split = resolve_split(split, {}, present, root, self.LAYOUT)
-        images = glob_nonempty(root / split, "*.png")
-        pairs = pair_with(images, lambda p: root / f"{split}annot" / p.name)
+        images = _images(root / split)
+        pairs = pair_with(images, lambda p: root / f"{split}annot" / f"{p.stem}.png")
         super().__init__(pairs, CAMVID_INFO, CAMVID_MAPPING)
         self.split = split
+
+
+def _images(directory: Path) -> list[Path]:
+    """The PNG frames of ``directory``, or its JPEG frames where there are no PNGs."""
+    png, jpg = (sorted(directory.glob(_any_case(pattern))) for pattern in ("*.png", "*.jpg"))
+    if png and jpg:
+        raise ValueError(
+            f"{directory} holds both PNG ({len(png)}) and JPEG ({len(jpg)}) frames; expected one "
+            "format per split (a compact JPEG copy belongs in its own root)"
+        )
+    return glob_nonempty(directory, "*.jpg" if jpg else "*.png")
