@@ -45,6 +45,10 @@ def test_compare_grid_writes_tables_plots_and_figure(tmp_path):
     assert recorded["epochs"] == 1 and not set(CELL_CONFIG_FIELDS) & set(recorded)
     assert 0 <= result["miou"] <= 100 and "pole" in result["per_class"]
     assert result["epochs"] == 1 and result["train_time_s"] > 0
+    # timings only compare between cells of one machine: each cell says which it ran on
+    machine = result["machine"]
+    assert machine["cpu_cores"] >= 1 and machine["gpu"] is None
+    assert machine["torch"] == torch.__version__ and machine["cpu"]  # Linux: /proc/cpuinfo
     # boundary and calibration scores are kept per cell and summarised per method and factor
     assert 0 <= result["boundary_miou"] <= 100 and result["ece"] >= 0 and result["nll"] > 0
     assert "| method | factor | boundary mIoU (%) | ECE (%) | NLL (nats) |" in res.output

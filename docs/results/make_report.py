@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import csv
 import json
-import platform
 from pathlib import Path
-
-import torch
 
 from softseg.atomic import atomic_write_text
 from softseg.study.grid import load_results
@@ -27,6 +24,12 @@ HERE = Path(__file__).resolve().parent
 GRID = HERE / "camvid"
 PIXEL_GRID = HERE / "camvid_pixel_weights"
 WHOLE_GRID = HERE / "camvid_fullframe"
+ROTATION_GRID = HERE / "camvid_rotation"
+# hand-written analysis that this page carries verbatim (the numbers in them come from
+# xseq_report.py and softseg eval; edit them there, not in results.md)
+SECTIONS = HERE / "sections"
+# where the study grid ran (its cells predate result.json's `machine`); not this machine's
+STUDY_MACHINE, STUDY_TORCH = "x86_64, AMD EPYC, 2 cores, CPU only", "2.14.1+cu130"
 WHOLE_SCORES = (("boundary_miou", 2), ("ece", 2), ("nll", 3))  # summarize keys, decimals
 REPRODUCED = HERE / "reproduced"  # result.json of cells rerun from a clean clone, named by cell
 OUT = HERE.parent / "results.md"
@@ -55,11 +58,13 @@ the same compute? One model and one schedule for every cell; only the labels dif
   (`--weight-mode class`; see "Class weights and soft labels" below for why `softseg` now defaults
   to `pixel`, and for that variant's numbers). The settings are recorded in
   `docs/results/camvid/grid.json`; `softseg compare` refuses to add cells with other settings.
-- Hardware: {hardware}; torch {torch}. Times are per cell on that machine; other work ran
-  beside it at times, so read them as rough. Every number on this page comes from that CPU. One
-  session was lent an H200 GPU for 15 minutes, but CamVid (122 MB) cannot travel to it (a 64 MiB
-  limit on what is sent), and GPU times would not compare with the CPU cells; it measured the
-  library on CUDA instead (README, "Speed and memory").
+- Hardware: the study's cells ran on {hardware}, torch {torch} (as this page recorded while they
+  ran). Times are per cell on that machine; other work ran beside it at times, so read them as
+  rough. Sections added later ran on 2-core CPU machines that are not always the same CPU (the
+  rotation cells on an Intel Xeon): their times compare only within a section, and cells finished
+  since 2026-11-26 record their machine in `result.json` (`machine`). Every number on this page is
+  from a CPU. A GPU table, if one is made, comes from a JPEG copy of CamVid that fits the 64 MiB a
+  GPU lease may carry (`docs/results/run_gpu.sh`) and stays apart from these.
 
 ## Commands
 
@@ -115,6 +120,18 @@ std (seeds):
 """
 
 
+ROTATION_INTRO = """## Rotation augmentation (issue 13)
+
+Does warping labels coherently change the soft-vs-nearest gap? `bash docs/results/run_rotation.sh`
+trains the pixel-weighting recipe at x4 (train -> val, in-sequence) with a random rotation of up
+to 10 degrees warped with the crop as one operator: soft labels through the image's bilinear warp
+(supersampled by the shrink factor and averaged, as the image), nearest labels through nearest
+neighbour. Three seeds per method, against the same recipe without rotation (soft: the
+pixel-weighting cells; nearest: the study's, the same loss for one-hot labels). mIoU %, mean ±
+std (seeds); the other scores are of the rotated cells (the cells without rotation predate them):
+"""
+
+
 def main() -> None:
     results = load_results(GRID)
     write_tables(results, GRID)
@@ -159,15 +176,19 @@ def main() -> None:
         for title, name in figures
         if (GRID / name).exists()
     ]
-    hardware = f"{platform.processor() or platform.machine()}, {_cpu_name()}, 2 cores, CPU only"
-    text = INTRO.format(hardware=hardware, torch=torch.__version__)
+    text = INTRO.format(hardware=STUDY_MACHINE, torch=STUDY_TORCH)
+    head, setup = text.split("## Set-up", 1)  # the reading note goes before the set-up
+    text = head + (SECTIONS / "preamble.md").read_text().rstrip() + "\n\n## Set-up" + setup
     finer = "\n".join(_against_finer(rows, rows, "### " + FINER_TITLE))
     text += "\n" + "\n".join(status) + "\n\n## Tables\n" + body + "\n" + finer + "\n\n"
     text += "\n".join(plots)
     text += "\n" + _reproduction_section(results, rows)
     text += "\n" + _ceiling_section() + "\n" + _weight_mode_section(rows)
     pixel = load_results(PIXEL_GRID) if PIXEL_GRID.exists() else []
-    text += "\n" + _whole_frame_section(summarize(pixel) if pixel else [], rows)
+    pixel_rows = summarize(pixel) if pixel else []
+    later = [_whole_frame_section(pixel_rows, rows), (SECTIONS / "xseq.md").read_text(),
+             _rotation_section(pixel_rows, rows)]  # fmt: skip
+    text = text.rstrip() + "".join("\n\n" + part.rstrip() for part in later if part)
     atomic_write_text(OUT, text.rstrip() + "\n")
     print(f"wrote {OUT} ({len(done)} cells)")
 
@@ -330,6 +351,53 @@ def _whole_frame_section(pixel_rows: list[dict], study_rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rotation_section(pixel_rows: list[dict], study_rows: list[dict]) -> str:
+    """Issue 13: the x4 cells trained with rotation (``run_rotation.sh``) against the same
+    recipe without it, and whether rotation changes the soft-vs-nearest gap."""
+    results = load_results(ROTATION_GRID) if ROTATION_GRID.exists() else []
+    lines = [ROTATION_INTRO]
+    if not results:
+        return "\n".join([*lines, "", "Not run yet."]) + "\n"
+    write_tables(results, ROTATION_GRID)
+    rotated = {r["method"]: r for r in summarize(results) if float(r["factor"]) == 4}
+    # without rotation: pixel-weighted soft cells; nearest from the study (one-hot: same loss)
+    plain = {"soft": _row(pixel_rows, "soft", 4), "nearest": _row(study_rows, "nearest", 4)}
+    lines += ["| labels | without rotation | with rotation | boundary mIoU | ECE % | NLL | "
+              "s / epoch |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for m in ("nearest", "soft"):
+        r = rotated.get(m)
+        scores = [_fmt_mean(r and r.get(f"{k}_mean"), d) for k, d in WHOLE_SCORES]
+        time = _seconds(r and r["epoch_time_s_median"])
+        lines.append(f"| {m} | {_mean_std(plain.get(m))} | {_mean_std(r)} | "
+                     + " | ".join(scores) + f" | {time} |")  # fmt: skip
+    gaps = [_gap(rows.get("soft"), rows.get("nearest")) for rows in (plain, rotated)]
+    if None not in gaps:
+        (g0, v0), (g1, v1) = gaps
+        noise = 2 * (v0 + v1) ** 0.5
+        lines += ["", f"Soft - nearest: {g0:+.2f} without rotation (2σ {2 * v0**0.5:.2f}), "
+                  f"{g1:+.2f} with it (2σ {2 * v1**0.5:.2f}); rotation changes the gap by "
+                  f"{g1 - g0:+.2f}, 2σ {noise:.2f}: "
+                  + ("larger than noise." if abs(g1 - g0) > noise else "within noise.")]  # fmt: skip
+    lines += ["", f"Per-class IoU: `docs/results/{ROTATION_GRID.name}/summary.md`."]
+    notes = SECTIONS / "rotation.md"
+    if notes.exists():
+        lines += ["", notes.read_text().rstrip()]
+    return "\n".join(lines) + "\n"
+
+
+def _row(rows: list[dict], method: str, factor: float) -> dict | None:
+    return next((r for r in rows if r["method"] == method and float(r["factor"]) == factor), None)
+
+
+def _gap(a: dict | None, b: dict | None) -> tuple[float, float] | None:
+    """Mean mIoU of ``a`` minus ``b`` and the variance of that difference (None without two
+    seeds on each side)."""
+    if a is None or b is None or min(a["n"], b["n"]) < 2:
+        return None
+    var = a["miou_std"] ** 2 / a["n"] + b["miou_std"] ** 2 / b["n"]
+    return a["miou_mean"] - b["miou_mean"], var
+
+
 def _fmt_mean(x: float | None, digits: int) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
@@ -361,16 +429,6 @@ def _same_nearest_cells(pixel: list[dict], study: list[dict]) -> str:
         return ""
     equal = [f"x{r['factor']:g} seed {r['seed']}" for r, m in pairs if r["miou"] == m]
     return f"{len(equal)} of {len(pairs)}" + (f" ({', '.join(equal)})" if equal else "")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 if __name__ == "__main__":

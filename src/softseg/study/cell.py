@@ -25,6 +25,7 @@ from ..train.evaluate import build_model, evaluate_run
 from ..train.inputs import load_split
 from ..train.loop import train
 from ..train.models import required_divisor
+from ..train.runtime import machine, resolve_device
 from .grid import Cell
 
 __all__ = [
@@ -130,7 +131,9 @@ def train_cell(
     """Train (or finish training) one cell and score it at the full label resolution.
 
     Returns the :data:`CELL_SCORES` of ``eval_split``, the training time (total and median per
-    epoch), peak memory, the number of epochs and the training window (``crop``).
+    epoch), peak memory, the number of epochs, the training window (``crop``) and the
+    ``machine`` that finished the cell (:func:`softseg.train.runtime.machine`; a cell resumed
+    elsewhere trained partly on another).
     """
     run_dir = cell_dir / "run"
     cfg = _cell_config(base, cell, run_dir, max_pixels)
@@ -146,4 +149,5 @@ def train_cell(
         "peak_memory_mb": max(r["peak_memory_mb"] for r in history),
         "epochs": len(history),
         "crop": list(cfg.crop) if cfg.crop else None,
+        "machine": machine(resolve_device(cfg.device)),
     }

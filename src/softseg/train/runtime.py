@@ -18,6 +18,7 @@ __all__ = [
     "DistInfo",
     "deterministic_algorithms",
     "init_distributed",
+    "machine",
     "peak_memory_mb",
     "reset_peak_memory",
     "resolve_device",
@@ -49,6 +50,22 @@ def resolve_device(name: str) -> torch.device:
         except (RuntimeError, AssertionError) as err:
             raise ValueError(f"device {name!r} is not usable here ({err})") from None
     return device
+
+
+def machine(device: torch.device) -> dict[str, str | int | None]:
+    """What a run's timings were measured on: CPU model, usable cores, GPU name, torch version.
+
+    Timings of runs on different machines do not compare; this says which ones do.
+    """
+    cpu = None
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)
+    except OSError:
+        pass  # not Linux
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"cpu": cpu, "cpu_cores": cores, "gpu": gpu, "torch": torch.__version__}
 
 
 def reset_peak_memory(device: torch.device) -> None:
