@@ -188,12 +188,12 @@ def test_without_label_it_is_a_plain_compose() -> None:
         (A.GridDistortion, "GridDistortion"),
         (A.OpticalDistortion, "OpticalDistortion"),
         (A.PiecewiseAffine, "PiecewiseAffine"),
-        (A.ShiftScaleRotate, "ShiftScaleRotate"),  # an Affine subclass: exact classes only
+        (A.ThinPlateSpline, "ThinPlateSpline"),
         (lambda: A.SomeOf([A.HorizontalFlip()], n=1), "SomeOf"),
     ],
 )
 def test_unsupported_transforms_raise_naming_them(make, name: str) -> None:
-    with warnings.catch_warnings():  # PiecewiseAffine and ShiftScaleRotate warn when built
+    with warnings.catch_warnings():  # PiecewiseAffine warns when built
         warnings.simplefilter("ignore", UserWarning)
         transform = make()
     with pytest.raises(TypeError, match=name):
@@ -266,6 +266,15 @@ def _affine(rng, flag, border):
     )  # fmt: skip
 
 
+def _shift_scale_rotate(flag, border):
+    with warnings.catch_warnings():  # deprecated in favour of Affine, still in wide use
+        warnings.simplefilter("ignore", UserWarning)
+        return A.ShiftScaleRotate(
+            shift_limit=0.2, scale_limit=0.5, rotate_limit=90, interpolation=flag,
+            border_mode=border, fill=0.6, p=1.0,
+        )  # fmt: skip
+
+
 WARP_PIPELINES = {
     "affine": lambda rng, f, b: [_affine(rng, f, b)],
     "affine_ties": lambda rng, f, b: [  # half-pixel positions: nearest must round ties as OpenCV
@@ -275,6 +284,7 @@ WARP_PIPELINES = {
         A.Rotate(limit=180, crop_border=bool(rng.random() < 0.5), interpolation=f, border_mode=b)
     ],
     "safe_rotate": lambda rng, f, b: [A.SafeRotate(limit=90, interpolation=f, border_mode=b)],
+    "shift_scale_rotate": lambda rng, f, b: [_shift_scale_rotate(f, b)],
     "perspective": lambda rng, f, b: [
         A.Perspective(
             scale=(0.02, 0.15),

@@ -251,6 +251,7 @@ WARPS: dict[type, Any] = {
     A.Affine: _affine,
     A.Rotate: _affine,
     A.SafeRotate: _affine,
+    A.ShiftScaleRotate: _affine,  # an Affine subclass that only converts its arguments
     A.Perspective: _perspective,
     A.ElasticTransform: _remap,
 }

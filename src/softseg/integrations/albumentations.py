@@ -35,13 +35,14 @@ Supported: ``Resize``, ``RandomScale``, ``LongestMaxSize``, ``SmallestMaxSize``,
 ``HorizontalFlip``, ``VerticalFlip`` (exact classes), with ``INTER_NEAREST``, ``INTER_LINEAR``,
 ``INTER_AREA``, ``INTER_CUBIC`` or ``INTER_LANCZOS4`` and ``area_for_downscale``; the warps
 ``Affine`` (rotate, shear, scale, translate, ``fit_output``), ``Rotate`` (``crop_border`` too),
-``SafeRotate``, ``Perspective`` (``keep_size``, ``fit_output``) and ``ElasticTransform`` with
-``INTER_NEAREST``, ``INTER_LINEAR``, ``INTER_AREA`` (OpenCV warps it as linear) or ``INTER_CUBIC``
-and any of their border modes (``BORDER_CONSTANT`` is no mass outside the image, the others copy
-label pixels as the one-hot's would be copied); any pixel-level (``ImageOnlyTransform``) transform
-and ``ToTensorV2`` (the label comes out ``(C, h, w)`` either way); nesting in ``Compose``,
-``OneOf`` and ``Sequential``. Cubic and Lanczos negative lobes are clamped after each resize or warp
-(:func:`softseg.ops.clamp_negative_lobes`), so the label stays a distribution.
+``SafeRotate``, ``ShiftScaleRotate``, ``Perspective`` (``keep_size``, ``fit_output``) and
+``ElasticTransform`` with ``INTER_NEAREST``, ``INTER_LINEAR``, ``INTER_AREA`` (OpenCV warps it as
+linear) or ``INTER_CUBIC`` and any of their border modes (``BORDER_CONSTANT`` is no mass outside the
+image, the others copy label pixels as the one-hot's would be copied); any pixel-level
+(``ImageOnlyTransform``) transform and ``ToTensorV2`` (the label comes out ``(C, h, w)`` either
+way); nesting in ``Compose``, ``OneOf`` and ``Sequential``. Cubic and Lanczos negative lobes are
+clamped after each resize or warp (:func:`softseg.ops.clamp_negative_lobes`), so the label stays a
+distribution.
 
 Exactness: crops, pads, flips and resizes match the one-hot pipeline to float rounding (2e-5).
 Warps (OpenCV 5, measured) sample the label at OpenCV's own float32 source positions, its older
@@ -190,7 +191,7 @@ SUPPORTED_TRANSFORMS: dict[type, Replay] = {
     A.VerticalFlip: lambda t, label, params, out: label.flip(0),
     # moves no pixels, but replayed in order: its input shape is the size the step before made
     ToTensorV2: lambda t, label, params, out: None,
-    **WARPS,  # Affine, Rotate, SafeRotate, Perspective, ElasticTransform: _albumentations_warps
+    **WARPS,  # Affine and its subclasses, Perspective, ElasticTransform: _albumentations_warps
 }
 
 
