@@ -125,8 +125,8 @@ ROTATION_INTRO = """## Rotation augmentation (issue 13)
 Does warping labels coherently change the soft-vs-nearest gap? `bash docs/results/run_rotation.sh`
 trains the pixel-weighting recipe at x4 (train -> val, in-sequence) with a random rotation of up
 to 10 degrees warped with the crop as one operator: soft labels through the image's bilinear warp
-(supersampled by the shrink factor and averaged, as the image), nearest labels through nearest
-neighbour. Three seeds per method, against the same recipe without rotation (soft: the
+(supersampled by the shrink factor, at most 4x per axis, and averaged, as the image), nearest
+labels through nearest neighbour. Three seeds per method, against the same recipe without rotation (soft: the
 pixel-weighting cells; nearest: the study's, the same loss for one-hot labels). mIoU %, mean ±
 std (seeds); the other scores are of the rotated cells (the cells without rotation predate them):
 """
@@ -389,13 +389,13 @@ def _row(rows: list[dict], method: str, factor: float) -> dict | None:
     return next((r for r in rows if r["method"] == method and float(r["factor"]) == factor), None)
 
 
-def _gap(a: dict | None, b: dict | None) -> tuple[float, float] | None:
-    """Mean mIoU of ``a`` minus ``b`` and the variance of that difference (None without two
-    seeds on each side)."""
-    if a is None or b is None or min(a["n"], b["n"]) < 2:
+def _gap(soft: dict | None, nearest: dict | None) -> tuple[float, float] | None:
+    """Mean mIoU of soft minus nearest and the variance of that difference, by the same test as
+    every other verdict here (None without two seeds on each side)."""
+    if soft is None or nearest is None:
         return None
-    var = a["miou_std"] ** 2 / a["n"] + b["miou_std"] ** 2 / b["n"]
-    return a["miou_mean"] - b["miou_mean"], var
+    (v,) = compare_to_baseline([soft, nearest])
+    return None if v["threshold"] is None else (v["diff"], (v["threshold"] / 2) ** 2)
 
 
 def _fmt_mean(x: float | None, digits: int) -> str:
