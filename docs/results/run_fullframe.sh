@@ -3,8 +3,9 @@
 # CamVid frames at factor 1 (no --max-pixels: each batch is whole frames, padded to 384x480), with
 # the pixel-weighting recipe of run_weight_mode.sh (LinkNet/ResNet-18 from scratch, 40 epochs,
 # batch 8, lr 2e-3, median-frequency weights per pixel, train -> val). docs/results/make_report.py
-# sets the shrunk cells against these, with the time per epoch of each. A cell is about 4x an x2
-# cell on 2 CPU cores (~25 min each idle). Resumable: rerun it and finished cells are skipped.
+# sets the shrunk cells against these, with the time per epoch of each. A cell is about 4.5x an
+# x2 cell: ~175 s an epoch, about 2 hours a cell on 2 idle CPU cores (Intel Xeon). Resumable: rerun
+# it and an interrupted cell continues from its last epoch, finished cells are skipped.
 #   bash docs/results/run_fullframe.sh
 #   SEEDS=0 bash docs/results/run_fullframe.sh
 set -euo pipefail
