@@ -14,6 +14,7 @@ Each fold ``heldout_<SEQ>`` trained on the two other sequences and scored every 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import statistics
@@ -83,6 +84,14 @@ def paired(cells, held: str, factor: float) -> list[list[dict]]:
     return [[r for r in rs if r["seed"] in common] for rs in runs]
 
 
+def difference(a, b) -> tuple[float, float | None, str]:
+    """b - a of two (mean, std, n), the variance of that difference (None without two seeds on
+    each side) and its verdict."""
+    diff = b[0] - a[0]
+    var = a[1] ** 2 / a[2] + b[1] ** 2 / b[2] if min(a[2], b[2]) > 1 else None
+    return diff, var, verdict(diff, 2 * math.sqrt(var) if var is not None else None)
+
+
 def fold_rows(cells, key: str) -> tuple[list[str], dict[float, list[tuple[float, float | None]]]]:
     """Markdown rows per (fold, factor), and per factor the (difference, variance) of each fold."""
     rows, per_factor = [], {}
@@ -91,17 +100,43 @@ def fold_rows(cells, key: str) -> tuple[list[str], dict[float, list[tuple[float,
         if a is None or b is None:
             rows.append(f"| {held} | x{factor:g} | {fmt(a)} | {fmt(b)} | | |")
             continue
-        diff = b[0] - a[0]
-        var = a[1] ** 2 / a[2] + b[1] ** 2 / b[2] if min(a[2], b[2]) > 1 else None
-        noise = 2 * math.sqrt(var) if var is not None else None
-        rows.append(
-            f"| {held} | x{factor:g} | {fmt(a)} | {fmt(b)} | {diff:+.2f} | {verdict(diff, noise)} |"
-        )
+        diff, var, said = difference(a, b)
+        rows.append(f"| {held} | x{factor:g} | {fmt(a)} | {fmt(b)} | {diff:+.2f} | {said} |")
         per_factor.setdefault(factor, []).append((diff, var))
     return rows, per_factor
 
 
+def epoch_seconds(results: list[dict]) -> str:
+    times = [r["epoch_time_s"] for r in results if r.get("epoch_time_s")]
+    return f"{statistics.median(times):.1f}" if times else "—"
+
+
+def across_factor_rows(cells) -> tuple[list[str], dict[float, list[tuple[float, float | None]]]]:
+    """Soft labels at a coarser factor against nearest at the next finer one, per fold: does the
+    cheaper soft model score what the dearer nearest one does on new scenes? Independent runs,
+    so every finished seed counts on each side."""
+    rows, per_pair = [], {}
+    factors = sorted({f for _, f, _ in cells})
+    for fine, coarse in itertools.pairwise(factors):
+        for held in sorted({h for h, _, _ in cells}):
+            near, soft = (
+                cells.get((held, fine, "nearest"), []),
+                cells.get((held, coarse, "soft"), []),
+            )
+            a, b = stats(near, "miou"), stats(soft, "miou")
+            if a is None or b is None:
+                continue
+            diff, var, said = difference(a, b)
+            rows.append(
+                f"| {held} | x{fine:g} | {fmt(a)} | {epoch_seconds(near)} | x{coarse:g} | "
+                f"{fmt(b)} | {epoch_seconds(soft)} | {diff:+.2f} | {said} |"
+            )
+            per_pair.setdefault(coarse, []).append((diff, var))
+    return rows, per_pair
+
+
 def pooled_rows(per_factor: dict[float, list[tuple[float, float | None]]]) -> list[str]:
+    """One row per factor: the mean of the folds' differences and the noise of that mean."""
     rows = []
     for factor, folds in sorted(per_factor.items()):
         diff = statistics.mean(d for d, _ in folds)
@@ -170,6 +205,28 @@ def report(folder: Path) -> str:
                 "|---|---|---|---|",
                 *pooled_rows(per_factor),
             ]
+    rows, per_pair = across_factor_rows(cells)
+    if rows:
+        out += [
+            "",
+            "## Soft labels at a coarser factor against nearest at the finer one (mIoU)",
+            "",
+            "Is a soft-label model trained at the coarser factor as good on new scenes as a "
+            "nearest-label one at the finer factor? s / epoch: median over seeds of the training "
+            "time per epoch (cells ran in different sessions, some beside other work: a rough "
+            "guide to cost only).",
+            "",
+            "| held-out sequence | nearest at | mIoU | s / epoch | soft at | mIoU | s / epoch | "
+            "soft - nearest | verdict |",
+            "|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            "Pooled over folds (each fold weighs the same; the factor is the soft one's):",
+            "",
+            "| factor | folds | soft - nearest | verdict |",
+            "|---|---|---|---|",
+            *pooled_rows(per_pair),
+        ]
     out += [
         "",
         "## mIoU difference per seed",

@@ -1,0 +1,72 @@
+"""``docs/results/xseq_report.py``: the cross-sequence tables, checked against numbers by hand."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+GRID = {"arch": "linknet", "encoder": "resnet18", "epochs": 40,
+        "class_weights": "median-frequency", "weight_mode": "pixel"}  # fmt: skip
+
+
+def _xseq_report():
+    """The script as a module (it is not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "results" / "xseq_report.py"
+    spec = importlib.util.spec_from_file_location("xseq_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(folder: Path, held: str, method: str, factor: int, seed: int, miou: float) -> None:
+    cell = folder / f"heldout_{held}" / "cells" / f"{method}_f{factor}_s{seed}"
+    cell.mkdir(parents=True)
+    result = {"method": method, "factor": factor, "seed": seed, "miou": miou,
+              "per_class": {"pole": miou / 10}, "epoch_time_s": 10.0 * seed + factor}  # fmt: skip
+    (cell / "result.json").write_text(json.dumps(result))
+    (folder / f"heldout_{held}" / "grid.json").write_text(json.dumps(GRID))
+
+
+def test_fold_pooled_and_across_factor_rows_by_hand(tmp_path):
+    for method, factor, held, mious in [
+        ("nearest", 4, "A", [10, 12]),  # mean 11, std sqrt(2)
+        ("soft", 4, "A", [13, 15]),  # +3, variance 2/2 + 2/2 = 2, 2σ 2.83: beyond
+        ("nearest", 4, "B", [20, 20]),
+        ("soft", 4, "B", [20, 22]),  # +1, variance 0 + 1 = 1, 2σ 2.00: within
+        ("nearest", 8, "A", [9, 9]),
+        ("soft", 8, "A", [11, 13]),  # mean 12: against nearest x4 of A, +1, 2σ 2.83
+    ]:
+        for seed, miou in enumerate(mious):
+            _cell(tmp_path, held, method, factor, seed, miou)
+    _cell(tmp_path, "A", "soft", 4, 2, 100.0)  # nearest has no seed 2: left out of the pair
+
+    text = _xseq_report().report(tmp_path)
+
+    assert (
+        "| A | x4 | 11.00 ± 1.41 (2) | 14.00 ± 1.41 (2) | +3.00 | beyond noise (2σ 2.83) |" in text
+    )
+    assert (
+        "| B | x4 | 20.00 ± 0.00 (2) | 21.00 ± 1.41 (2) | +1.00 | within noise (2σ 2.00) |" in text
+    )
+    # pooled x4: mean of +3 and +1, noise 2 * sqrt(2 + 1) / 2
+    assert "| x4 | 2 | +2.00 | beyond noise (2σ 1.73) |" in text
+    assert (
+        "| A | x8 | 9.00 ± 0.00 (2) | 12.00 ± 1.41 (2) | +3.00 | beyond noise (2σ 2.00) |" in text
+    )
+    # soft at x8 against nearest at x4 (fold A only: B has no x8); s / epoch = median of seeds
+    assert (
+        "| A | x4 | 11.00 ± 1.41 (2) | 9.0 | x8 | 12.00 ± 1.41 (2) | 13.0 | +1.00 "
+        "| within noise (2σ 2.83) |"
+    ) in text
+    assert "| x8 | 1 | +1.00 | within noise (2σ 2.83) |" in text
+    assert "| A | x4 | s0: +3.00, s1: +3.00 |" in text
+    assert "pole IoU" in text and "| A | x4 | 1.10 ± 0.14 (2) | 1.40 ± 0.14 (2) | +0.30 |" in text
+
+
+def test_folds_with_different_recipes_are_refused(tmp_path):
+    _cell(tmp_path, "A", "nearest", 4, 0, 10.0)
+    _cell(tmp_path, "B", "nearest", 4, 0, 10.0)
+    (tmp_path / "heldout_B" / "grid.json").write_text(json.dumps({**GRID, "arch": "fpn"}))
+    with pytest.raises(SystemExit, match=r"differ in.*fpn"):
+        _xseq_report().report(tmp_path)
