@@ -114,9 +114,11 @@ These cells train on whole frames (padded to 384x480) at x1 with the pixel-weigh
 (`bash docs/results/run_fullframe.sh`: LinkNet/ResNet-18 from scratch, 40 epochs, median-frequency
 weights per pixel, train -> val, so in-sequence like the study). At x1 soft and nearest labels
 differ only where the random scale (0.75-1.5) resamples a frame. Below them, the shrunk cells of
-the pixel-weighting recipe against whole-frame nearest, with the median time per epoch of each on
-the same 2 CPU cores: the paper's claim is accuracy at a fraction of the compute. mIoU %, mean ±
-std (seeds):
+the pixel-weighting recipe against whole-frame nearest, with the median time per epoch of each
+where it trained: the paper's claim is accuracy at a fraction of the compute. The shrunk cells
+trained on the study's AMD EPYC, the whole-frame cells on the machine their `result.json` names,
+so their seconds compare only roughly; `benchmarks/bench_train_cost.py` measures the cost of each
+factor side by side on one machine. mIoU %, mean ± std (seeds):
 """
 
 
