@@ -180,3 +180,15 @@ SMALL_RUN = dict(
     epochs=2,
     scale=(0.75, 1.25),
 )
+
+
+def results_script(name: str):
+    """``docs/results/<name>.py`` as a module (the study's scripts are not part of the package)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "results" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

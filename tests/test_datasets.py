@@ -23,6 +23,7 @@ from fixtures_datasets import (
 )
 from PIL import Image
 
+from conftest import results_script
 from softseg.data import (
     ADE20K,
     CAMVID_INFO,
@@ -88,20 +89,11 @@ def test_camvid_missing_split_lists_present(tmp_path):
         CamVid(tmp_path, "test")
 
 
-def _pack_camvid():
-    """``docs/results/pack_camvid.py`` as a module (a script, not part of the package)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "docs" / "results" / "pack_camvid.py"
-    spec = importlib.util.spec_from_file_location("pack_camvid", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_camvid_reads_its_compact_jpeg_copy(tmp_path):
     original = make_camvid(tmp_path / "png", sequences=("0001TP", "0006R0"))
-    written = _pack_camvid().pack(original, tmp_path / "jpeg", ("train", "val"), quality=95)
+    written = results_script("pack_camvid").pack(
+        original, tmp_path / "jpeg", ("train", "val"), quality=95
+    )
     assert written > 0
     for split in ("train", "val"):
         png, jpeg = CamVid(original, split), CamVid(tmp_path / "jpeg", split)

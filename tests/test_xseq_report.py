@@ -1,22 +1,14 @@
 """``docs/results/xseq_report.py``: the cross-sequence tables, checked against numbers by hand."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from conftest import results_script
+
 GRID = {"arch": "linknet", "encoder": "resnet18", "epochs": 40,
         "class_weights": "median-frequency", "weight_mode": "pixel"}  # fmt: skip
-
-
-def _xseq_report():
-    """The script as a module (it is not part of the package)."""
-    path = Path(__file__).resolve().parents[1] / "docs" / "results" / "xseq_report.py"
-    spec = importlib.util.spec_from_file_location("xseq_report", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _cell(folder: Path, held: str, method: str, factor: int, seed: int, miou: float) -> None:
@@ -41,7 +33,7 @@ def test_fold_pooled_and_across_factor_rows_by_hand(tmp_path):
             _cell(tmp_path, held, method, factor, seed, miou)
     _cell(tmp_path, "A", "soft", 4, 2, 100.0)  # nearest has no seed 2: left out of the pair
 
-    text = _xseq_report().report(tmp_path)
+    text = results_script("xseq_report").report(tmp_path)
 
     assert (
         "| A | x4 | 11.00 ± 1.41 (2) | 14.00 ± 1.41 (2) | +3.00 | beyond noise (2σ 2.83) |" in text
@@ -69,4 +61,4 @@ def test_folds_with_different_recipes_are_refused(tmp_path):
     _cell(tmp_path, "B", "nearest", 4, 0, 10.0)
     (tmp_path / "heldout_B" / "grid.json").write_text(json.dumps({**GRID, "arch": "fpn"}))
     with pytest.raises(SystemExit, match=r"differ in.*fpn"):
-        _xseq_report().report(tmp_path)
+        results_script("xseq_report").report(tmp_path)
