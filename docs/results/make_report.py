@@ -293,7 +293,11 @@ def _against_finer(rows: list[dict], study_rows: list[dict], heading: str) -> li
     lines come under ``heading`` (none at all without a pair).
     """
     nearest = {float(r["factor"]): r for r in study_rows if r["method"] == "nearest"}
-    lines = _against_nearest(rows, lambda f: nearest.get(f / 2), lambda f: f"x{f / 2:g} nearest")
+
+    def name(f: float) -> str:  # the study's factor 1 trains on crops: say so where it is paired
+        return "x1 nearest (192x256 crops)" if f == 2 else f"x{f / 2:g} nearest"
+
+    lines = _against_nearest(rows, lambda f: nearest.get(f / 2), name)
     return ["", heading, "", *lines] if lines else []
 
 
