@@ -393,6 +393,15 @@ def test_tables_with_and_without_the_new_scores(tmp_path):
     assert "| method | factor | boundary mIoU (%) | ECE (%) | NLL (nats) |" in md
     assert "| soft | 4 | 37.00 ± 1.00 (3) | 3.00 ± 1.00 (3) | 0.600 ± 0.000 (3) |" in md
     assert "| nearest | 4 | – | – | – |" in md
+    assert "–: no cell of the group recorded it" in md
+
+
+def test_tables_of_a_grid_newer_than_the_new_scores(tmp_path):
+    write_fake_grid(tmp_path, scored_methods=("nearest", "soft"))
+    write_tables(load_results(tmp_path), tmp_path)
+    md = (tmp_path / "summary.md").read_text()
+    assert "| method | factor | boundary mIoU (%) | ECE (%) | NLL (nats) |" in md
+    assert "–: no cell" not in md  # nothing missing, nothing to explain
 
 
 def test_tables_of_a_grid_older_than_the_new_scores(tmp_path):

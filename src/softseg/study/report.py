@@ -148,6 +148,9 @@ def _scores_section(rows: Sequence[Mapping[str, Any]]) -> list[str]:
           *(_mean_std_cell(r.get(f"{s}_mean"), r.get(f"{s}_std"), r.get(f"{s}_n", 0), d)
             for s, (_, d) in _SCORE_FORMATS.items())] for r in rows),
     )  # fmt: skip
+    if any(not r.get(f"{s}_n") for r in rows for s in EXTRA_SCORES):
+        lines += ["", f"{MISSING}: no cell of the group recorded it (cells trained before softseg "
+                      "scored boundaries and calibration record mIoU only)."]  # fmt: skip
     return lines
 
 
