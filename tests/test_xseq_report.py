@@ -62,3 +62,15 @@ def test_folds_with_different_recipes_are_refused(tmp_path):
     (tmp_path / "heldout_B" / "grid.json").write_text(json.dumps({**GRID, "arch": "fpn"}))
     with pytest.raises(SystemExit, match=r"differ in.*fpn"):
         results_script("xseq_report").report(tmp_path)
+
+
+def test_recipe_names_the_variant_a_grid_recorded(tmp_path):
+    _cell(tmp_path, "A", "nearest", 4, 0, 10.0)
+    (tmp_path / "heldout_A" / "grid.json").write_text(json.dumps({**GRID, "class_weights": None}))
+    assert "linknet/resnet18 from scratch, 40 epochs, no class weights." in (
+        results_script("xseq_report").report(tmp_path)
+    )
+    (tmp_path / "heldout_A" / "grid.json").write_text(json.dumps({**GRID, "arch": "fpn"}))
+    assert "fpn/resnet18 from scratch, 40 epochs, median-frequency class weights (pixel)." in (
+        results_script("xseq_report").report(tmp_path)
+    )

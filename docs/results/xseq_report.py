@@ -168,7 +168,10 @@ def recipe(folder: Path) -> str:
     if len(found) != 1:
         raise SystemExit(f"folds under {folder} differ in {keys}: {sorted(map(str, found))}")
     arch, encoder, epochs, weights, mode = found.pop()
-    weighting = "no class weights" if weights == "none" else f"{weights} class weights ({mode})"
+    # a grid run with `--class-weights none` records null
+    weighting = (
+        "no class weights" if weights in (None, "none") else f"{weights} class weights ({mode})"
+    )
     return f"{arch}/{encoder} from scratch, {epochs} epochs, {weighting}"
 
 
