@@ -168,10 +168,8 @@ def recipe(folder: Path) -> str:
     if len(found) != 1:
         raise SystemExit(f"folds under {folder} differ in {keys}: {sorted(map(str, found))}")
     arch, encoder, epochs, weights, mode = found.pop()
-    # a grid run with `--class-weights none` records null
-    weighting = (
-        "no class weights" if weights in (None, "none") else f"{weights} class weights ({mode})"
-    )
+    # the CLI turns `--class-weights none` into null before a grid records it
+    weighting = "no class weights" if weights is None else f"{weights} class weights ({mode})"
     return f"{arch}/{encoder} from scratch, {epochs} epochs, {weighting}"
 
 
