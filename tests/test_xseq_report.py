@@ -74,3 +74,30 @@ def test_recipe_names_the_variant_a_grid_recorded(tmp_path):
     assert "fpn/resnet18 from scratch, 40 epochs, median-frequency class weights (pixel)." in (
         results_script("xseq_report").report(tmp_path)
     )
+
+
+def test_overview_marks_differences_beyond_noise_and_pools_only_shared_folds(tmp_path):
+    for method, factor, held, mious in [
+        ("nearest", 4, "A", [10, 12]),
+        ("soft", 4, "A", [13, 15]),  # +3, 2σ 2.83: bold; pole +0.30, 2σ 0.28: bold
+        ("nearest", 4, "B", [20, 20]),
+        ("soft", 4, "B", [20, 22]),  # +1, 2σ 2.00: plain; pole +0.10, 2σ 0.20: plain
+        ("nearest", 8, "A", [9, 9]),
+        ("soft", 8, "A", [11, 13]),  # the only x8 fold: no pooled x8 row
+    ]:
+        for seed, miou in enumerate(mious):
+            _cell(tmp_path, held, method, factor, seed, miou)
+    _cell(tmp_path, "C", "nearest", 4, 0, 50.0)  # soft has no seed here yet: no row, not pooled
+
+    rows = results_script("xseq_report").overview(tmp_path)
+
+    # the cells carry mIoU and pole only: the other scores' columns stay empty
+    assert (
+        "| A | x4 | 11.00 ± 1.41 (2) | 14.00 ± 1.41 (2) | **+3.00** |  | **+0.30** |  |  |  |"
+        in rows
+    )
+    assert "| B | x4 | 20.00 ± 0.00 (2) | 21.00 ± 1.41 (2) | +1.00 |  | +0.10 |  |  |  |" in rows
+    # pooled x4: mIoU +2.00 against 2σ 1.73, pole +0.20 against 2 * sqrt(0.02 + 0.01) / 2 = 0.17
+    assert "| pooled (2 folds) | x4 | | | **+2.00** |  | **+0.20** |  |  |  |" in rows
+    assert not any(row.startswith(("| C ", "| pooled (1")) or "| x8 | | |" in row for row in rows)
+    assert sum(row.startswith("| A | x8 |") for row in rows) == 1

@@ -14,6 +14,8 @@ import csv
 import json
 from pathlib import Path
 
+from xseq_report import overview, recipe  # a sibling script: its directory is on sys.path
+
 from softseg.atomic import atomic_write_text
 from softseg.study.grid import load_results
 from softseg.study.plots import plot_class_gains, plot_miou_vs_compute, plot_miou_vs_factor
@@ -25,6 +27,8 @@ GRID = HERE / "camvid"
 PIXEL_GRID = HERE / "camvid_pixel_weights"
 WHOLE_GRID = HERE / "camvid_fullframe"
 ROTATION_GRID = HERE / "camvid_rotation"
+# cross-sequence folds with one thing changed: folder -> the run_xseq.sh variable that changes it
+XSEQ_VARIANTS = {"camvid_xseq_noweights": "CLASS_WEIGHTS=none", "camvid_xseq_fpn": "ARCH=fpn"}
 # hand-written analysis that this page carries verbatim (the numbers in them come from
 # xseq_report.py and softseg eval; edit them there, not in results.md)
 SECTIONS = HERE / "sections"
@@ -189,10 +193,33 @@ def main() -> None:
     pixel = load_results(PIXEL_GRID) if PIXEL_GRID.exists() else []
     pixel_rows = summarize(pixel) if pixel else []
     later = [_whole_frame_section(pixel_rows, rows), (SECTIONS / "xseq.md").read_text(),
-             _rotation_section(pixel_rows, rows)]  # fmt: skip
+             _xseq_variants_section(), _rotation_section(pixel_rows, rows)]  # fmt: skip
     text = text.rstrip() + "".join("\n\n" + part.rstrip() for part in later if part)
     atomic_write_text(OUT, text.rstrip() + "\n")
     print(f"wrote {OUT} ({len(done)} cells)")
+
+
+def _xseq_variants_section() -> str:
+    """One digest table per variant of the cross-sequence folds that has finished cells."""
+    out = ["## Cross-sequence variants: without class weights, a second decoder", "",
+           "The folds above with one setting changed, three seeds per fold as they finish (a fold "
+           "appears once both methods have a seed). Each table: mIoU of both methods (mean ± std, "
+           "seeds), then soft - nearest for every score, **bold** where it exceeds the seed noise "
+           "2·sqrt(s_a²/n_a + s_b²/n_b); pooled rows weigh each fold the same. ECE in points, "
+           "lower is better, as is NLL. Boundary mIoU: trimap within 3 px of label edges."]  # fmt: skip
+    found = False
+    for name, setting in XSEQ_VARIANTS.items():
+        folder = HERE / name
+        if not any(folder.glob("heldout_*/cells/*/result.json")):
+            continue
+        found = True
+        path = f"docs/results/{name}"
+        out += ["", f"### {recipe(folder)}", "",
+                f"`HELDOUT=<sequence> FACTORS=<4 or 8> {setting} OUT={path} bash "
+                f"docs/results/run_xseq.sh` (resumable), then `.venv/bin/python "
+                f"docs/results/xseq_report.py {path}` (full tables: `{path}/summary.md`):", "",
+                *overview(folder)]  # fmt: skip
+    return "\n".join(out) if found else ""
 
 
 def _reproduction_section(results: list[dict], rows: list[dict]) -> str:

@@ -92,10 +92,15 @@ def difference(a, b) -> tuple[float, float | None, str]:
     return diff, var, verdict(diff, 2 * math.sqrt(var) if var is not None else None)
 
 
+def folds(cells) -> list[tuple[str, float]]:
+    """Every (held-out sequence, factor) that has a cell, in table order (by factor, then fold)."""
+    return sorted({(h, f) for h, f, _ in cells}, key=lambda k: (k[1], k[0]))
+
+
 def fold_rows(cells, key: str) -> tuple[list[str], dict[float, list[tuple[float, float | None]]]]:
     """Markdown rows per (fold, factor), and per factor the (difference, variance) of each fold."""
     rows, per_factor = [], {}
-    for held, factor in sorted({(h, f) for h, f, _ in cells}, key=lambda k: (k[1], k[0])):
+    for held, factor in folds(cells):
         a, b = (stats(rs, key) for rs in paired(cells, held, factor))
         if a is None or b is None:
             rows.append(f"| {held} | x{factor:g} | {fmt(a)} | {fmt(b)} | | |")
@@ -138,20 +143,26 @@ def across_factor_rows(cells) -> tuple[list[str], dict[float, list[tuple[float, 
 def pooled_rows(per_factor: dict[float, list[tuple[float, float | None]]]) -> list[str]:
     """One row per factor: the mean of the folds' differences and the noise of that mean."""
     rows = []
-    for factor, folds in sorted(per_factor.items()):
-        diff = statistics.mean(d for d, _ in folds)
-        variances = [v for _, v in folds]
-        noise = None
-        if all(v is not None for v in variances):
-            noise = 2 * math.sqrt(sum(variances)) / len(folds)
-        rows.append(f"| x{factor:g} | {len(folds)} | {diff:+.2f} | {verdict(diff, noise)} |")
+    for factor, diffs in sorted(per_factor.items()):
+        diff, noise = pool(diffs)
+        rows.append(f"| x{factor:g} | {len(diffs)} | {diff:+.2f} | {verdict(diff, noise)} |")
     return rows
+
+
+def pool(diffs: list[tuple[float, float | None]]) -> tuple[float, float | None]:
+    """The mean of the folds' (difference, variance) pairs and 2σ of that mean (None when a fold
+    has no noise estimate)."""
+    diff = statistics.mean(d for d, _ in diffs)
+    variances = [v for _, v in diffs]
+    if any(v is None for v in variances):
+        return diff, None
+    return diff, 2 * math.sqrt(sum(variances)) / len(diffs)
 
 
 def seed_rows(cells) -> list[str]:
     """Soft minus nearest mIoU for each (fold, factor, seed) that has both."""
     rows = []
-    for held, factor in sorted({(h, f) for h, f, _ in cells}, key=lambda k: (k[1], k[0])):
+    for held, factor in folds(cells):
         near = {r["seed"]: r["miou"] for r in cells.get((held, factor, "nearest"), [])}
         soft = {r["seed"]: r["miou"] for r in cells.get((held, factor, "soft"), [])}
         diffs = [f"s{s}: {soft[s] - near[s]:+.2f}" for s in sorted(near.keys() & soft.keys())]
@@ -171,6 +182,46 @@ def recipe(folder: Path) -> str:
     # the CLI turns `--class-weights none` into null before a grid records it
     weighting = "no class weights" if weights is None else f"{weights} class weights ({mode})"
     return f"{arch}/{encoder} from scratch, {epochs} epochs, {weighting}"
+
+
+def overview(folder: Path) -> list[str]:
+    """A one-table digest of a folder's folds: both methods' mIoU, then soft - nearest for every
+    score, in bold where it exceeds the seed noise; pooled rows per factor after the folds."""
+    cells = load(folder)
+    head = " | ".join(label for _, label, _ in SCORES)
+    out = [
+        f"| held-out | factor | nearest mIoU | soft mIoU | soft - nearest: {head} |",
+        "|---|---|---|---|" + "---:|" * len(SCORES),
+    ]
+    pooled: dict[float, dict[str, list[tuple[float, float | None]]]] = {}
+    for held, factor in folds(cells):
+        pairs = {key: [stats(rs, key) for rs in paired(cells, held, factor)] for key, *_ in SCORES}
+        if None in pairs["miou"]:
+            continue  # one method has no finished seed in this fold yet
+        marks = []
+        for key, *_ in SCORES:
+            if None in pairs[key]:
+                marks.append("")  # an older cell without this score
+                continue
+            diff, var, _ = difference(*pairs[key])
+            pooled.setdefault(factor, {}).setdefault(key, []).append((diff, var))
+            marks.append(_marked(diff, 2 * math.sqrt(var) if var is not None else None))
+        near, soft = (fmt(s) for s in pairs["miou"])
+        out.append(f"| {held} | x{factor:g} | {near} | {soft} | {' | '.join(marks)} |")
+    for factor, per_key in sorted(pooled.items()):
+        n = len(per_key["miou"])
+        if n < 2:
+            continue  # one fold's row already says it
+        # a score some folds lack is not pooled over the others: it would mix fold sets
+        marks = [_marked(*pool(per_key[key])) if len(per_key.get(key, [])) == n else ""
+                 for key, *_ in SCORES]  # fmt: skip
+        out.append(f"| pooled ({n} folds) | x{factor:g} | | | {' | '.join(marks)} |")
+    return out
+
+
+def _marked(diff: float, noise: float | None) -> str:
+    text = f"{diff:+.2f}"
+    return f"**{text}**" if noise is not None and abs(diff) > noise else text
 
 
 def report(folder: Path) -> str:
