@@ -11,13 +11,19 @@ GRID = {"arch": "linknet", "encoder": "resnet18", "epochs": 40,
         "class_weights": "median-frequency", "weight_mode": "pixel"}  # fmt: skip
 
 
-def _cell(folder: Path, held: str, method: str, factor: int, seed: int, miou: float) -> None:
-    cell = folder / f"heldout_{held}" / "cells" / f"{method}_f{factor}_s{seed}"
+def _cell(
+    folder: Path, held: str, method: str, factor: int, seed: int, miou: float,
+    *, per_factor: bool = False, gpu: str | None = None,
+) -> None:  # fmt: skip
+    """One finished cell; ``per_factor`` puts it in run_gpu.sh's ``heldout_<held>/x<f>/`` grid."""
+    grid = folder / f"heldout_{held}" / (f"x{factor}" if per_factor else "")
+    cell = grid / "cells" / f"{method}_f{factor}_s{seed}"
     cell.mkdir(parents=True)
     result = {"method": method, "factor": factor, "seed": seed, "miou": miou,
-              "per_class": {"pole": miou / 10}, "epoch_time_s": 10.0 * seed + factor}  # fmt: skip
+              "per_class": {"pole": miou / 10}, "epoch_time_s": 10.0 * seed + factor,
+              "machine": {"cpu": "x86_64", "gpu": gpu}}  # fmt: skip
     (cell / "result.json").write_text(json.dumps(result))
-    (folder / f"heldout_{held}" / "grid.json").write_text(json.dumps(GRID))
+    (grid / "grid.json").write_text(json.dumps(GRID))
 
 
 def test_fold_pooled_and_across_factor_rows_by_hand(tmp_path):
@@ -101,3 +107,27 @@ def test_overview_marks_differences_beyond_noise_and_pools_only_shared_folds(tmp
     assert "| pooled (2 folds) | x4 | | | **+2.00** |  | **+0.20** |  |  |  |" in rows
     assert not any(row.startswith(("| C ", "| pooled (1")) or "| x8 | | |" in row for row in rows)
     assert sum(row.startswith("| A | x8 |") for row in rows) == 1
+
+
+def test_gpu_grids_one_per_factor_are_read_and_labelled_with_the_card(tmp_path):
+    # run_gpu.sh: heldout_A/x1/ (whole frames) and heldout_A/x2/ (crops) are separate grids
+    for method, factor, mious in [("nearest", 1, [30, 34]), ("nearest", 2, [31, 33]),
+                                  ("soft", 2, [33, 35])]:  # fmt: skip
+        for seed, miou in enumerate(mious):
+            _cell(tmp_path, "A", method, factor, seed, miou, per_factor=True, gpu="H100")
+    script = results_script("xseq_report")
+
+    text = script.report(tmp_path)
+
+    assert "Trained on H100 from the JPEG (quality 95) copy of CamVid" in text
+    assert "| A | x2 | 32.00 ± 1.41 (2) | 34.00 ± 1.41 (2) | +2.00 | within noise (2σ 2.83) |" in (
+        text
+    )
+    # soft at x2 against nearest at x1 (whole frames): 34 - 32, 2σ = 2 * sqrt(8 / 2 + 2 / 2)
+    assert (
+        "| A | x1 | 32.00 ± 2.83 (2) | 6.0 | x2 | 34.00 ± 1.41 (2) | 7.0 | +2.00 "
+        "| within noise (2σ 4.47) |"
+    ) in text
+    _cell(tmp_path, "B", "nearest", 1, 0, 30.0, per_factor=True)  # a CPU cell among GPU ones
+    with pytest.raises(SystemExit, match="mixes GPU and CPU cells"):
+        script.report(tmp_path)

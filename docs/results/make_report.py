@@ -14,7 +14,8 @@ import csv
 import json
 from pathlib import Path
 
-from xseq_report import overview, recipe  # a sibling script: its directory is on sys.path
+# a sibling script: its directory is on sys.path
+from xseq_report import ACROSS_HEAD, across_factor_rows, load, made_by, overview, recipe
 
 from softseg.atomic import atomic_write_text
 from softseg.study.grid import load_results
@@ -28,6 +29,7 @@ PIXEL_GRID = HERE / "camvid_pixel_weights"
 WHOLE_GRID = HERE / "camvid_fullframe"
 ROTATION_GRID = HERE / "camvid_rotation"
 # cross-sequence folds with one thing changed: folder -> the run_xseq.sh variable that changes it
+GPU_FOLDS = HERE / "camvid_gpu"  # run_gpu.sh's folds (JPEG copy), never mixed with the CPU cells
 XSEQ_VARIANTS = {"camvid_xseq_noweights": "CLASS_WEIGHTS=none", "camvid_xseq_fpn": "ARCH=fpn"}
 # hand-written analysis that this page carries verbatim (the numbers in them come from
 # xseq_report.py and softseg eval; edit them there, not in results.md)
@@ -193,10 +195,30 @@ def main() -> None:
     pixel = load_results(PIXEL_GRID) if PIXEL_GRID.exists() else []
     pixel_rows = summarize(pixel) if pixel else []
     later = [_whole_frame_section(pixel_rows, rows), (SECTIONS / "xseq.md").read_text(),
-             _xseq_variants_section(), _rotation_section(pixel_rows, rows)]  # fmt: skip
+             _xseq_variants_section(), _gpu_section(), _rotation_section(pixel_rows, rows)]  # fmt: skip
     text = text.rstrip() + "".join("\n\n" + part.rstrip() for part in later if part)
     atomic_write_text(OUT, text.rstrip() + "\n")
     print(f"wrote {OUT} ({len(done)} cells)")
+
+
+def _gpu_section() -> str:
+    """The folds trained on a GPU from the JPEG copy of CamVid: a table of their own."""
+    cells = load(GPU_FOLDS)
+    if not cells:
+        return ""
+    path = f"docs/results/{GPU_FOLDS.name}"
+    across, _ = across_factor_rows(cells)
+    out = ["## Cross-sequence folds on one GPU, whole frames at x1", "",
+           f"Recipe: {recipe(GPU_FOLDS)}. {made_by(GPU_FOLDS, path)} (full tables: `{path}/summary.md`, "
+           f"rewritten by `.venv/bin/python docs/results/xseq_report.py {path}`). Not comparable "
+           "cell for cell with the CPU tables (JPEG frames, another card's arithmetic); compare "
+           "within this table. Soft against nearest at the same factor, as above:", "",
+           *overview(GPU_FOLDS), "",
+           "Soft labels at a coarser factor against nearest at the finer one. s / epoch: median "
+           "training time per epoch on the card, three cells side by side, so bound by the data "
+           "loaders as much as by the GPU: a rough guide to cost only.", "",
+           *ACROSS_HEAD, *across]  # fmt: skip
+    return "\n".join(out)
 
 
 def _xseq_variants_section() -> str:

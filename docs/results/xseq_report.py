@@ -37,13 +37,22 @@ SCORES = (
 )
 
 
+def grids(folder: Path) -> list[Path]:
+    """Every grid directory of the folds: ``heldout_<SEQ>/`` itself (run_xseq.sh), or one per
+    factor, ``heldout_<SEQ>/x<f>/`` (run_gpu.sh: whole frames at x1 and crops at x2 record
+    different settings, so they cannot share one grid)."""
+    found = [*folder.glob("heldout_*/grid.json"), *folder.glob("heldout_*/x*/grid.json")]
+    return sorted(p.parent for p in found)
+
+
 def load(folder: Path) -> dict[tuple[str, float, str], list[dict]]:
     """``{(held-out sequence, factor, method): [result, ...]}`` sorted by seed."""
     cells: dict[tuple[str, float, str], list[dict]] = {}
-    for path in sorted(folder.glob("heldout_*/cells/*/result.json")):
-        r = json.loads(path.read_text())
-        held = path.parts[-4].removeprefix("heldout_")
-        cells.setdefault((held, float(r["factor"]), r["method"]), []).append(r)
+    for grid in grids(folder):
+        held = grid.relative_to(folder).parts[0].removeprefix("heldout_")
+        for path in sorted(grid.glob("cells/*/result.json")):
+            r = json.loads(path.read_text())
+            cells.setdefault((held, float(r["factor"]), r["method"]), []).append(r)
     for rs in cells.values():
         rs.sort(key=lambda r: r["seed"])
     return cells
@@ -140,6 +149,13 @@ def across_factor_rows(cells) -> tuple[list[str], dict[float, list[tuple[float, 
     return rows, per_pair
 
 
+ACROSS_HEAD = (
+    "| held-out sequence | nearest at | mIoU | s / epoch | soft at | mIoU | s / epoch | "
+    "soft - nearest | verdict |",
+    "|---|---|---|---|---|---|---|---|---|",
+)
+
+
 def pooled_rows(per_factor: dict[float, list[tuple[float, float | None]]]) -> list[str]:
     """One row per factor: the mean of the folds' differences and the noise of that mean."""
     rows = []
@@ -173,15 +189,34 @@ def seed_rows(cells) -> list[str]:
 
 def recipe(folder: Path) -> str:
     """The recipe the folds share, from their grid.json files (a variant says what it varies)."""
-    grids = [json.loads(p.read_text()) for p in sorted(folder.glob("heldout_*/grid.json"))]
+    settings = [json.loads((g / "grid.json").read_text()) for g in grids(folder)]
     keys = ("arch", "encoder", "epochs", "class_weights", "weight_mode")
-    found = {tuple(g.get(k) for k in keys) for g in grids}
+    found = {tuple(g.get(k) for k in keys) for g in settings}
     if len(found) != 1:
         raise SystemExit(f"folds under {folder} differ in {keys}: {sorted(map(str, found))}")
     arch, encoder, epochs, weights, mode = found.pop()
     # the CLI turns `--class-weights none` into null before a grid records it
     weighting = "no class weights" if weights is None else f"{weights} class weights ({mode})"
     return f"{arch}/{encoder} from scratch, {epochs} epochs, {weighting}"
+
+
+def made_by(folder: Path, shown: str | None = None) -> str:
+    """Where the cells ran and the command that makes them (naming the folder as ``shown``): GPU
+    cells come from run_gpu.sh on a JPEG copy of CamVid and never share a table with CPU cells."""
+    shown = shown or str(folder)
+    cards = {(r.get("machine") or {}).get("gpu") for rs in load(folder).values() for r in rs}
+    if cards - {None}:
+        if None in cards:
+            raise SystemExit(f"{folder} mixes GPU and CPU cells; keep them in separate folders")
+        return (
+            f"Trained on {', '.join(sorted(cards))} from the JPEG (quality 95) copy of CamVid "
+            f"(`docs/results/pack_camvid.py`), by `HELDOUT=<sequence> GPU_OUT={shown} bash "
+            "docs/results/run_gpu.sh`; the CPU tables' numbers come from the PNG frames"
+        )
+    return (
+        f"Made by `OUT={shown} bash docs/results/run_xseq.sh` (with the variant's ARCH / "
+        "CLASS_WEIGHTS)"
+    )
 
 
 def overview(folder: Path) -> list[str]:
@@ -232,8 +267,7 @@ def report(folder: Path) -> str:
         "# CamVid cross-sequence folds: soft against nearest labels",
         "",
         "Each fold trains on two of CamVid's three driving sequences (train+val frames) and "
-        f"scores every frame of the third at 360x480. Recipe: {recipe(folder)}. Made by "
-        f"`OUT={folder} bash docs/results/run_xseq.sh` (with the variant's ARCH / CLASS_WEIGHTS); "
+        f"scores every frame of the third at 360x480. Recipe: {recipe(folder)}. {made_by(folder)}; "
         f"this page by `.venv/bin/python docs/results/xseq_report.py {folder}`. Cells: mean ± std "
         "over seeds (number of seeds); only seeds finished for both methods enter a row.",
     ]
@@ -268,9 +302,7 @@ def report(folder: Path) -> str:
             "time per epoch (cells ran in different sessions, some beside other work: a rough "
             "guide to cost only).",
             "",
-            "| held-out sequence | nearest at | mIoU | s / epoch | soft at | mIoU | s / epoch | "
-            "soft - nearest | verdict |",
-            "|---|---|---|---|---|---|---|---|---|",
+            *ACROSS_HEAD,
             *rows,
             "",
             "Pooled over folds (each fold weighs the same; the factor is the soft one's):",
@@ -294,9 +326,9 @@ if __name__ == "__main__":
     folder = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results/camvid_xseq")
     # each fold's own tables too, with this code (a grid run by an older frozen copy rewrites
     # them without the newer columns)
-    for fold in sorted(folder.glob("heldout_*")):
-        if (fold / "cells").is_dir():
-            write_tables(load_results(fold), fold)
+    for grid in grids(folder):
+        if (grid / "cells").is_dir():
+            write_tables(load_results(grid), grid)
     text = report(folder)
     atomic_write_text(folder / "summary.md", text)
     print(text)
