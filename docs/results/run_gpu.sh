@@ -24,7 +24,8 @@
 # and unpack $OUT/camvid_gpu.tar.gz here into docs/results/. Cost seen on that lease (H100, three
 # seeds side by side): an x1 cell 206 s, an x2 cell 230-245 s, of which training was 75 s and 49 s;
 # the rest went to class frequencies and scoring, serial in each main process at 4-7 frames/s
-# (here one process does 100+/s), so OpenMP threads are now capped per process (untested there).
+# (here one process does 100+/s), so OpenMP threads are now capped per process and both read
+# their frames through the run's loader workers (softseg.train.inputs.read_ahead; untested there).
 # A CPU dry run of the script itself:
 #   DEVICE=cpu EPOCHS=1 LIMIT_TRAIN=8 SEEDS=0 GPU_OUT=/tmp/gpu_try bash docs/results/run_gpu.sh
 set -uo pipefail

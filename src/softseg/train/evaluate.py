@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..data import DatasetInfo
 from .config import CHECKPOINT, CONFIG, TrainConfig, read_checkpoint, read_config, read_dataset_info
-from .inputs import load_split
+from .inputs import load_split, read_ahead
 from .metrics import SegmentationMetrics
 from .models import create_model, pad_to_multiple, required_divisor
 from .runtime import DistInfo, init_distributed, resolve_device, unwrap
@@ -64,6 +64,18 @@ def to_label_size(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
 
 
+@dataclass(frozen=True)
+class _ModelInput:
+    """A frame as the model and the metrics take it (a picklable step for the loader workers)."""
+
+    transform: EvalTransform
+
+    def __call__(
+        self, image: torch.Tensor, label: torch.Tensor, name: str
+    ) -> tuple[torch.Tensor, torch.Tensor, str]:
+        return (*self.transform(image, label), name)
+
+
 @torch.no_grad()
 def frame_logits(
     model: torch.nn.Module,
@@ -76,18 +88,25 @@ def frame_logits(
     device: torch.device,
     progress: bool = True,
     desc: str = "eval",
+    workers: int = 0,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, str]]:
     """``(logits (1, C, h, w) float32, label (1, H, W) int64, name)`` for the frames ``indices`` of
     ``ds``, the image shrunk by ``factor`` with the run's kernel and the label left at full size
-    (both on ``device``). The model is in eval mode meanwhile and gets its mode back after."""
-    transform = EvalTransform(factor, image_kernel=image_kernel, antialias=antialias)
+    (both on ``device``). ``workers`` loader processes read and shrink the frames ahead (see
+    :func:`~softseg.train.inputs.read_ahead`). The model is in eval mode meanwhile and gets its
+    mode back after."""
+    indices = list(indices)
+    step = _ModelInput(EvalTransform(factor, image_kernel=image_kernel, antialias=antialias))
+    frames = read_ahead(
+        ds, indices, step, workers=workers, pin_memory=torch.device(device).type == "cuda"
+    )
     divisor = required_divisor(unwrap(model))
     was_training = model.training
     model.eval()
     try:
-        for i in tqdm(indices, desc=desc, disable=not progress, leave=False):
-            image, label, name = ds[i]
-            x, y = transform(image, label)
+        for x, y, name in tqdm(
+            frames, desc=desc, total=len(indices), disable=not progress, leave=False
+        ):
             logits = predict_logits(model, x[None].to(device), divisor).float()
             yield logits, y[None].to(device), name
     finally:
@@ -107,12 +126,14 @@ def evaluate_model(
     progress: bool = True,
     desc: str = "eval",
     logit_offset: torch.Tensor | None = None,
+    workers: int = 0,
 ) -> dict[str, Any]:
     """Score ``model`` on ``ds`` at the original label resolution (logits up-sampled to the label).
 
     With ``dist_info`` of several processes each scores every ``world``-th image and the counts
     are summed; every process returns the same scores. ``logit_offset`` ``(C,)`` is added to every
     pixel's logits before scoring (see :func:`prior_offset` and :mod:`softseg.train.offsets`).
+    ``workers`` loader processes read the frames ahead (0: read here).
     """
     dist_info = dist_info or DistInfo()
     info = ds.info
@@ -120,7 +141,7 @@ def evaluate_model(
     frames = frame_logits(
         model, ds, factor, range(dist_info.rank, len(ds), dist_info.world),
         image_kernel=image_kernel, antialias=antialias, device=device,
-        progress=progress and dist_info.main, desc=desc,
+        progress=progress and dist_info.main, desc=desc, workers=workers,
     )  # fmt: skip
     for logits, y, _ in frames:
         if logit_offset is not None:
@@ -289,6 +310,7 @@ def evaluate_run(
     result = evaluate_model(
         model, ds, factor or cfg.factor, image_kernel=cfg.image_kernel, antialias=cfg.antialias,
         device=dev, dist_info=di, progress=progress, desc=f"eval {split}", logit_offset=offset,
+        workers=cfg.workers,
     )  # fmt: skip
     result |= {
         "run": str(run_dir),

@@ -14,6 +14,7 @@ workers would: the same targets to float32 rounding.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -43,6 +44,7 @@ __all__ = [
     "default_crop",
     "label_mass",
     "load_split",
+    "read_ahead",
     "require_labels",
     "soft_from_windows",
     "soft_in_step",
@@ -125,6 +127,44 @@ def require_labels(ds: Dataset, seen: float, split: str) -> None:
     )
 
 
+class _Mapped(Dataset):
+    """``fn(*ds[i])`` for the chosen indices, so that loader workers do the reading and ``fn``."""
+
+    def __init__(self, ds: Dataset, indices: Sequence[int], fn: Callable[..., Any] | None) -> None:
+        self.ds, self.indices, self.fn = ds, list(indices), fn
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> Any:
+        item = self.ds[self.indices[k]]
+        return item if self.fn is None else self.fn(*item)
+
+
+def read_ahead(
+    ds: Dataset,
+    indices: Sequence[int] | None = None,
+    fn: Callable[..., Any] | None = None,
+    *,
+    workers: int = 0,
+    pin_memory: bool = False,
+) -> Iterator[Any]:
+    """``fn(*ds[i])`` (or ``ds[i]``) for each index in order, read ahead by ``workers`` loader
+    processes (0: read here, one at a time). Decoding frames serially stalls a fast device: on a
+    GPU, scoring 305 CamVid frames that way took longer than training. ``fn`` must be picklable
+    where the loader spawns its workers rather than forking them (a module-level function or a
+    dataclass instance, not a lambda)."""
+    items = _Mapped(ds, range(len(ds)) if indices is None else indices, fn)
+    if workers == 0:  # no loader at all: nothing to pin, no worker to start
+        return (items[k] for k in range(len(items)))
+    loader = DataLoader(items, batch_size=None, num_workers=workers, pin_memory=pin_memory)
+    return iter(loader)
+
+
+def _label(image: torch.Tensor, label: torch.Tensor, name: str) -> torch.Tensor:
+    return label
+
+
 def class_weights(cfg: TrainConfig, ds: Dataset, progress: bool) -> torch.Tensor | None:
     """The loss's class weights ``(C,)``, from the full-resolution training labels (the same for
     every label method, so that runs differing only in ``labels`` stay comparable)."""
@@ -133,7 +173,10 @@ def class_weights(cfg: TrainConfig, ds: Dataset, progress: bool) -> torch.Tensor
     if cfg.class_weights != "median-frequency":
         raise ValueError(f"class_weights must be one of {CLASS_WEIGHTS}, got {cfg.class_weights!r}")
     info = ds.info
-    labels = (ds[i][1] for i in tqdm(range(len(ds)), "class frequencies", disable=not progress))
+    labels = tqdm(
+        read_ahead(ds, fn=_label, workers=cfg.workers), "class frequencies", total=len(ds),
+        disable=not progress,
+    )  # fmt: skip
     return median_frequency_weights(labels, info.num_classes, info.ignore_index)
 
 

@@ -340,6 +340,7 @@ def _validate(s: _Session, epoch: int) -> dict[str, Any]:
     scores = evaluate_model(
         s.net, s.data.val, cfg.factor, image_kernel=cfg.image_kernel, antialias=cfg.antialias,
         device=s.device, dist_info=s.di, progress=s.progress, desc=f"val {cfg.val_split}",
+        workers=cfg.workers,
     )  # fmt: skip
     record = {f"val_{k}": v for k, v in scores.items() if k in ("miou", "pixel_acc", "mean_acc")}
     record["val_per_class"] = scores.get("per_class")
