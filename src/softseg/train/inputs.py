@@ -150,8 +150,8 @@ def read_ahead(
     pin_memory: bool = False,
 ) -> Iterator[Any]:
     """``fn(*ds[i])`` (or ``ds[i]``) for each index in order, read ahead by ``workers`` loader
-    processes (0: read here, one at a time). Decoding frames serially stalls a fast device: on a
-    GPU, scoring 305 CamVid frames that way took longer than training. ``fn`` must be picklable
+    processes (0: read here, one at a time). On a GPU lease, scoring 305 CamVid frames read one
+    at a time took longer than training the model. ``fn`` must be picklable
     where the loader spawns its workers rather than forking them (a module-level function or a
     dataclass instance, not a lambda)."""
     items = _Mapped(ds, range(len(ds)) if indices is None else indices, fn)
