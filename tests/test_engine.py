@@ -137,6 +137,8 @@ def test_eval_and_predict(tmp_path):
     written = predict_paths(str(run), [str(tmp_path / "x.png")], str(tmp_path / "out"))
     mask = Image.open(written[0])
     assert mask.size == (96, 48) and (tmp_path / "out" / "x_overlay.png").exists()
+    # written atomically: the two PNGs and no temporary file beside them
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["x_mask.png", "x_overlay.png"]
 
 
 def _softseg(*args, **kw):

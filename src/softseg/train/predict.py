@@ -6,7 +6,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from tqdm.auto import tqdm
 
+from ..atomic import atomic_write
 from ..data import IMAGE_SUFFIXES, load_image
 from ..data.colors import colorize
 from .evaluate import load_run, predict_image, run_dataset_info
@@ -57,13 +59,17 @@ def predict_paths(
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in image_paths(inputs):
+    for path in tqdm(image_paths(inputs), desc="predict", unit="image"):
         image = load_image(path)
         pred = predict_image(model, cfg, image, dev)
         mask = colorize(pred.numpy(), colors)
         rgb = image.permute(1, 2, 0).numpy()
         overlay = (rgb * (1 - alpha) + mask * alpha).round().astype(np.uint8)
-        Image.fromarray(mask).save(out_dir / f"{path.stem}_mask.png")
-        Image.fromarray(overlay).save(out_dir / f"{path.stem}_overlay.png")
-        written.append(out_dir / f"{path.stem}_mask.png")
+        written.append(_write_png(mask, out_dir / f"{path.stem}_mask.png"))
+        _write_png(overlay, out_dir / f"{path.stem}_overlay.png")
     return written
+
+
+def _write_png(pixels: np.ndarray, path: Path) -> Path:
+    """Save ``(H, W, 3)`` uint8 pixels as a PNG atomically: a killed run never leaves half a file."""
+    return atomic_write(path, lambda f: Image.fromarray(pixels).save(f, format="PNG"))
